@@ -1,0 +1,56 @@
+# The two commands that matter: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+SITE_PORT ?= 8000
+IDP_PORT ?= 8001
+IDP_ENV := DJANGO_SETTINGS_MODULE=idp.settings IDP_ISSUER=http://127.0.0.1:$(IDP_PORT)/o
+
+.PHONY: run test venv idp idp-setup migrate lint fmt bench load messages clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+	$(IDP_ENV) $(PY) manage.py migrate --noinput
+
+idp-setup: migrate
+	$(IDP_ENV) $(PY) manage.py idp_setup --output .run/demo-client.json \
+		--redirect-uri http://127.0.0.1:$(SITE_PORT)/oauth/callback/ \
+		--redirect-uri http://localhost:$(SITE_PORT)/oauth/callback/ \
+		--post-logout-redirect-uri http://127.0.0.1:$(SITE_PORT)/ \
+		--post-logout-redirect-uri http://localhost:$(SITE_PORT)/
+
+# Site and embedded provider side by side; Ctrl-C stops both.
+run: idp-setup
+	@bash scripts/run.sh $(SITE_PORT) $(IDP_PORT)
+
+# The embedded development provider alone.
+idp: idp-setup
+	$(IDP_ENV) $(PY) manage.py runserver 127.0.0.1:$(IDP_PORT)
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+fmt: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .run db.sqlite3 idp.sqlite3

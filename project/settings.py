@@ -1,0 +1,141 @@
+"""Settings for the demo site. Everything deployment-specific comes from the environment (see README)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from django.utils.translation import gettext_lazy as _
+
+from project import dburl
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "django-insecure-dev-only-key-change-me"  # noqa: S105 - development default only
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "oauth_client",
+    "accounts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "oauth_client.middleware.OAuthSessionMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dburl.parse(os.environ["DATABASE_URL"])}
+else:
+    DATABASES = {"default": dburl.sqlite_config(BASE_DIR / "db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # staff passwords for /admin/
+    "oauth_client.backends.OAuthBackend",
+]
+LOGIN_URL = "oauth_client:login"
+LOGIN_REDIRECT_URL = "accounts:profile"
+
+# Server-side sessions only: the refresh token must never travel to the browser.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # the provider's redirect back to /oauth/callback/ is a top-level GET
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_AGE", 14 * 24 * 3600))
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("REDIS_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_URL"]}}
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("fr-ca", _("French (Canada)"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+TIME_ZONE = "UTC"
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+
+# --- OpenID Connect client --------------------------------------------------------------------------------
+# With no OIDC_ISSUER the site uses the embedded development provider (idp/, `make idp`), whose demo client
+# credentials are written by `manage.py idp_setup` to .run/demo-client.json.
+EMBEDDED_IDP_URL = os.environ.get("IDP_URL", "http://127.0.0.1:8001")
+_demo_client_file = BASE_DIR / ".run" / "demo-client.json"
+_demo_client: dict[str, str] = {}
+if not os.environ.get("OIDC_ISSUER") and _demo_client_file.exists():
+    _demo_client = json.loads(_demo_client_file.read_text())
+
+OAUTH_CLIENT = {
+    "ISSUER": os.environ.get("OIDC_ISSUER", f"{EMBEDDED_IDP_URL}/o"),
+    "CLIENT_ID": os.environ.get("OIDC_CLIENT_ID", _demo_client.get("client_id", "")),
+    "CLIENT_SECRET": os.environ.get("OIDC_CLIENT_SECRET", _demo_client.get("client_secret", "")),
+    "SCOPES": os.environ.get("OIDC_SCOPES", "openid profile email offline_access").split(),
+    "AUDIENCE": os.environ.get("OIDC_AUDIENCE", ""),
+    "EXTRA_AUTH_PARAMS": dict(parse_qsl(os.environ.get("OIDC_EXTRA_AUTH_PARAMS", ""))),
+    "TOKEN_AUTH_METHOD": os.environ.get("OIDC_TOKEN_AUTH_METHOD", ""),
+    # django-oauth-toolkit does not list its RFC 7009 endpoint in discovery.
+    "REVOCATION_ENDPOINT": os.environ.get(
+        "OIDC_REVOCATION_ENDPOINT", "" if os.environ.get("OIDC_ISSUER") else f"{EMBEDDED_IDP_URL}/o/revoke_token/"
+    ),
+}
+if os.environ.get("OAUTH_ENCRYPTION_KEYS"):
+    OAUTH_CLIENT["ENCRYPTION_KEYS"] = os.environ["OAUTH_ENCRYPTION_KEYS"].split(",")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "oauth_client": {"handlers": ["console"], "level": os.environ.get("OAUTH_LOG_LEVEL", "INFO")},
+    },
+}
