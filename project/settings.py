@@ -92,7 +92,12 @@ SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_AGE", 14 * 24 * 3600))
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if os.environ.get("REDIS_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_URL"]}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+        }
+    }
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("fr-ca", _("French (Canada)"))]
@@ -124,7 +129,8 @@ OAUTH_CLIENT = {
     "TOKEN_AUTH_METHOD": os.environ.get("OIDC_TOKEN_AUTH_METHOD", ""),
     # django-oauth-toolkit does not list its RFC 7009 endpoint in discovery.
     "REVOCATION_ENDPOINT": os.environ.get(
-        "OIDC_REVOCATION_ENDPOINT", "" if os.environ.get("OIDC_ISSUER") else f"{EMBEDDED_IDP_URL}/o/revoke_token/"
+        "OIDC_REVOCATION_ENDPOINT",
+        "" if os.environ.get("OIDC_ISSUER") else f"{EMBEDDED_IDP_URL}/o/revoke_token/",
     ),
 }
 if os.environ.get("OAUTH_ENCRYPTION_KEYS"):

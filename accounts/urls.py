@@ -1,0 +1,11 @@
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("account/", views.profile, name="profile"),
+    path("account/sensitive/", views.sensitive, name="sensitive"),
+]

@@ -1,0 +1,45 @@
+"""oauth_client: a confidential OpenID Connect client for Django with server-side, rotation-safe refresh tokens.
+
+Public API (see docs/api.md):
+
+    from oauth_client import get_tokens, get_access_token, api_session
+    from oauth_client import oauth_login_required, refresh_tokens
+    from oauth_client import OAuthLoginRequiredMixin, RefreshTokensMixin
+    from oauth_client import ReauthenticationRequired, TokenRefreshUnavailable, TokenSet
+    from oauth_client import signals
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oauth_client.api import BearerAuth, api_session, get_access_token, get_tokens
+    from oauth_client.decorators import oauth_login_required, refresh_tokens
+    from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
+    from oauth_client.mixins import OAuthLoginRequiredMixin, RefreshTokensMixin
+    from oauth_client.store import TokenSet
+
+# Exports resolve lazily so that `import oauth_client` works before Django's app registry is ready.
+_EXPORTS = {
+    "get_tokens": "oauth_client.api",
+    "get_access_token": "oauth_client.api",
+    "api_session": "oauth_client.api",
+    "BearerAuth": "oauth_client.api",
+    "oauth_login_required": "oauth_client.decorators",
+    "refresh_tokens": "oauth_client.decorators",
+    "OAuthLoginRequiredMixin": "oauth_client.mixins",
+    "RefreshTokensMixin": "oauth_client.mixins",
+    "ReauthenticationRequired": "oauth_client.exceptions",
+    "TokenRefreshUnavailable": "oauth_client.exceptions",
+    "TokenSet": "oauth_client.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'oauth_client' has no attribute {name!r}")

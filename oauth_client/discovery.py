@@ -1,0 +1,130 @@
+"""Provider metadata (OpenID Connect Discovery 1.0) and signing keys (JWKS), cached.
+
+Both live in Django's cache (shared by every process) and in a small in-process memo, so a request with
+fresh tokens never touches the network. The JWKS is refetched when a token names an unknown `kid`, at most
+once per JWKS_MIN_REFETCH_SECONDS, so a stream of forged `kid`s cannot turn us into an amplifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Any
+
+from django.core.cache import caches
+from jwcrypto import jwk
+
+from oauth_client import http
+from oauth_client.conf import oauth_settings
+from oauth_client.exceptions import ConfigurationError, InvalidResponse
+
+logger = logging.getLogger("oauth_client.discovery")
+
+_memo: dict[str, tuple[float, Any]] = {}
+_lock = threading.Lock()
+
+
+def _cache_key(kind: str) -> str:
+    digest = hashlib.sha256(oauth_settings.ISSUER.encode()).hexdigest()[:16]
+    return f"oauth_client:{kind}:{digest}"
+
+
+def _cache():  # type: ignore[no-untyped-def]
+    return caches[oauth_settings.CACHE_ALIAS]
+
+
+def clear_cache() -> None:
+    with _lock:
+        _memo.clear()
+    try:
+        _cache().delete_many([_cache_key("metadata"), _cache_key("jwks"), _cache_key("jwks-refetch")])
+    except Exception:  # noqa: BLE001, S110 - a cache outage must not break settings reloads
+        pass
+
+
+def _memo_get(key: str) -> Any:
+    entry = _memo.get(key)
+    if entry and entry[0] > time.monotonic():
+        return entry[1]
+    return None
+
+
+def _memo_set(key: str, value: Any, ttl: float) -> None:
+    with _lock:
+        _memo[key] = (time.monotonic() + min(ttl, 300), value)
+
+
+def discovery_url(issuer: str) -> str:
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+def _fetch_metadata() -> dict[str, Any]:
+    issuer = oauth_settings.ISSUER
+    if not issuer:
+        raise ConfigurationError("OAUTH_CLIENT['ISSUER'] is not set")
+    resp = http.request("GET", discovery_url(issuer), what="discovery", headers={"Accept": "application/json"})
+    if resp.status != 200:
+        raise InvalidResponse(f"discovery answered HTTP {resp.status}")
+    data = resp.json()
+    if not isinstance(data, dict):
+        raise InvalidResponse("discovery document is not a JSON object")
+    # OIDC Discovery §4.3: the advertised issuer must be the one we asked (a trailing slash aside).
+    if str(data.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
+        raise ConfigurationError("discovery issuer does not match the configured issuer")
+    for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(data.get(field), str):
+            raise ConfigurationError(f"discovery document lacks {field}")
+    return data
+
+
+def get_metadata() -> dict[str, Any]:
+    """The provider's discovery document, validated, with local overrides applied."""
+    key = _cache_key("metadata")
+    data = _memo_get(key)
+    if data is None:
+        data = _cache().get(key)
+        if data is None:
+            data = _fetch_metadata()
+            _cache().set(key, data, oauth_settings.DISCOVERY_CACHE_SECONDS)
+        _memo_set(key, data, oauth_settings.DISCOVERY_CACHE_SECONDS)
+    if oauth_settings.REVOCATION_ENDPOINT:
+        data = {**data, "revocation_endpoint": oauth_settings.REVOCATION_ENDPOINT}
+    return data
+
+
+def _fetch_jwks() -> str:
+    resp = http.request("GET", get_metadata()["jwks_uri"], what="JWKS", headers={"Accept": "application/json"})
+    if resp.status != 200:
+        raise InvalidResponse(f"JWKS answered HTTP {resp.status}")
+    try:
+        keyset = jwk.JWKSet.from_json(resp.body)
+    except Exception as exc:  # jwcrypto raises several types for malformed sets
+        raise InvalidResponse("JWKS is not a valid key set") from exc
+    return keyset.export(private_keys=False)
+
+
+def get_jwks(*, refetch: bool = False) -> jwk.JWKSet:
+    """The provider's public keys. `refetch=True` (an unknown kid) goes to the network, rate-limited."""
+    key = _cache_key("jwks")
+    raw: str | None = None
+    if refetch:
+        # cache.add is atomic across processes: only the first caller in the window refetches.
+        if _cache().add(_cache_key("jwks-refetch"), 1, oauth_settings.JWKS_MIN_REFETCH_SECONDS):
+            raw = _fetch_jwks()
+            _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+            _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+        else:
+            logger.info(
+                "JWKS refetch skipped: last one was less than %ss ago",
+                oauth_settings.JWKS_MIN_REFETCH_SECONDS,
+            )
+            raw = _cache().get(key)
+    if raw is None:
+        raw = _memo_get(key) or _cache().get(key)
+        if raw is None:
+            raw = _fetch_jwks()
+            _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+        _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+    return jwk.JWKSet.from_json(raw)

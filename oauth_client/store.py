@@ -1,0 +1,351 @@
+"""The token store: one record per signed-in session, and the only code that writes tokens.
+
+A refresh runs under the record's row lock (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's IMMEDIATE
+transactions serialize writers), re-reads the record once the lock is granted, and calls the provider only
+if the tokens are *still* due. So any number of concurrent requests of one session — threads, workers, hosts —
+make exactly one token-endpoint call per expiry, and the writes are versioned so an older token set can never
+overwrite a newer one. Different sessions lock different rows and refresh in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connections, router, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from oauth_client import client, signals
+from oauth_client.client import TokenResponse
+from oauth_client.conf import oauth_settings
+from oauth_client.exceptions import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidResponse,
+    OAuthClientError,
+    ProviderError,
+    ReauthenticationRequired,
+    TokenRefreshUnavailable,
+    TokenValidationError,
+    TransientProviderError,
+)
+from oauth_client.models import OAuthSession
+from oauth_client.validation import validate_id_token
+
+logger = logging.getLogger("oauth_client.store")
+
+SESSION_KEY = "_oauth_session_id"
+_REQUEST_CACHE = "_oauth_record"
+Reason = OAuthSession.EndReason
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """An immutable snapshot of a session's tokens. The refresh token is deliberately not part of it."""
+
+    access_token: str = field(repr=False)
+    id_token: str = field(repr=False)
+    claims: Mapping[str, Any]
+    access_expires_at: datetime
+    id_token_expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    scopes: frozenset[str]
+    last_refreshed_at: datetime | None
+    has_refresh_token: bool
+
+    @classmethod
+    def from_record(cls, record: OAuthSession) -> TokenSet:
+        return cls(
+            access_token=record.access_token,
+            id_token=record.id_token,
+            claims=dict(record.claims),
+            access_expires_at=record.access_expires_at,
+            id_token_expires_at=record.id_token_expires_at,
+            refresh_expires_at=record.refresh_expires_at,
+            scopes=frozenset(record.scope.split()),
+            last_refreshed_at=record.last_refreshed_at,
+            has_refresh_token=record.has_refresh_token,
+        )
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+
+def load(request: HttpRequest) -> OAuthSession | None:
+    """The active record of this request's session (one indexed query, then cached on the request)."""
+    if hasattr(request, _REQUEST_CACHE):
+        return getattr(request, _REQUEST_CACHE)
+    record_id = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
+    record = None
+    if record_id:
+        record = OAuthSession.objects.filter(pk=record_id, ended_at__isnull=True).first()
+        if record is not None and record.user_id != getattr(request.user, "pk", None):
+            record = None
+    setattr(request, _REQUEST_CACHE, record)
+    return record
+
+
+def _remember(request: HttpRequest, record: OAuthSession | None) -> None:
+    setattr(request, _REQUEST_CACHE, record)
+
+
+def refresh_due(record: OAuthSession, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return record.expires_at - timedelta(seconds=oauth_settings.REFRESH_LEEWAY) <= now
+
+
+def within_grace(record: OAuthSession, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return now < record.expires_at + timedelta(seconds=oauth_settings.REFRESH_GRACE)
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+
+def _expiry(seconds: int | None, now: datetime) -> datetime | None:
+    return now + timedelta(seconds=seconds) if seconds else None
+
+
+def _apply(record: OAuthSession, tokens: TokenResponse, claims: Mapping[str, Any] | None, now: datetime) -> None:
+    record.access_token = tokens.access_token
+    id_exp = datetime.fromtimestamp(claims["exp"], tz=UTC) if claims else None
+    # Without expires_in, fall back to the ID token's lifetime, then to a conservative five minutes.
+    record.access_expires_at = _expiry(tokens.expires_in, now) or id_exp or now + timedelta(minutes=5)
+    if claims is not None and tokens.id_token:
+        record.id_token = tokens.id_token
+        record.claims = dict(claims)
+        record.id_token_expires_at = id_exp
+        record.sid = str(claims.get("sid") or record.sid or "")[:255]
+    else:
+        # No new ID token: keep the old claims and let the access token drive the next refresh.
+        record.id_token_expires_at = None
+    if tokens.refresh_token:
+        record.refresh_token = tokens.refresh_token
+        record.refresh_expires_at = _expiry(tokens.refresh_expires_in, now)
+    if tokens.scope:
+        record.scope = tokens.scope
+
+
+def create(
+    request: HttpRequest,
+    user: Any,
+    tokens: TokenResponse,
+    claims: Mapping[str, Any],
+    userinfo: Mapping[str, Any] | None = None,
+) -> OAuthSession:
+    """Store the tokens of a fresh sign-in for this (already logged-in, key-cycled) session."""
+    now = timezone.now()
+    if request.session.session_key is None:
+        request.session.save()
+    record = OAuthSession(
+        user=user,
+        issuer=str(claims["iss"]),
+        subject=str(claims["sub"]),
+        session_key=request.session.session_key or "",
+        created_at=now,
+        last_seen_at=now,
+        scope=tokens.scope or " ".join(oauth_settings.SCOPES),
+        userinfo=dict(userinfo or {}),
+        client_ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+    )
+    _apply(record, tokens, claims, now)
+    record.save()
+    request.session[SESSION_KEY] = str(record.pk)
+    _remember(request, record)
+    return record
+
+
+def _lock_timeout(using: str) -> None:
+    """Bound the wait for another request's refresh, so a stuck provider call cannot pile up workers."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        ms = int(oauth_settings.LOCK_TIMEOUT * 1000)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {ms}")
+
+
+def _end(record: OAuthSession, reason: str, ended_by: str = "") -> None:
+    record.ended_at = timezone.now()
+    record.ended_reason = reason
+    record.ended_by = ended_by[:150]
+    record.access_token = record.id_token = record.refresh_token = ""
+    record.version += 1
+    record.save()
+
+
+def _is_due(record: OAuthSession, now: datetime, force_since: datetime | None) -> bool:
+    if force_since is not None:
+        return record.last_refreshed_at is None or record.last_refreshed_at < force_since
+    return refresh_due(record, now)
+
+
+def refresh(
+    record: OAuthSession, *, force_since: datetime | None = None, request: HttpRequest | None = None
+) -> OAuthSession:
+    """Refresh `record` if it is due, under its row lock, and return the current record.
+
+    `force_since`: refresh unless a refresh already happened at or after this moment (sensitive operations
+    pass the request's start, or now - max_age). Raises `ReauthenticationRequired` (the session was ended)
+    or `TokenRefreshUnavailable` (transient; nothing changed).
+    """
+    using = router.db_for_write(OAuthSession)
+    ended: tuple[str, OAuthClientError] | None = None
+    refreshed = False
+    try:
+        with transaction.atomic(using=using):
+            _lock_timeout(using)
+            current = OAuthSession.objects.using(using).select_for_update().get(pk=record.pk)
+            now = timezone.now()
+            if current.ended_at is not None:
+                raise ReauthenticationRequired(current.ended_reason or "ended")
+            if not _is_due(current, now, force_since):
+                # Another request refreshed while we waited for the lock: use its tokens.
+                return current
+            if not current.refresh_token:
+                _end(current, Reason.NO_REFRESH_TOKEN)
+                ended = (Reason.NO_REFRESH_TOKEN, ReauthenticationRequired(Reason.NO_REFRESH_TOKEN))
+            else:
+                try:
+                    tokens = client.refresh(current.refresh_token)
+                    claims = (
+                        validate_id_token(tokens.id_token, nonce=None, expected_sub=current.subject)
+                        if tokens.id_token
+                        else None
+                    )
+                    if claims is not None and claims["iss"] != current.issuer:
+                        raise TokenValidationError("refreshed token issuer differs from the signed-in issuer")
+                except (InvalidGrant, InvalidClient) as exc:
+                    _end(current, Reason.REFRESH_REJECTED)
+                    ended = (Reason.REFRESH_REJECTED, exc)
+                except TokenValidationError as exc:
+                    # The provider rotated the refresh token already, but we cannot trust this response.
+                    _end(current, Reason.SUBJECT_CHANGED if "subject" in str(exc) else Reason.REFRESH_REJECTED)
+                    ended = (current.ended_reason, exc)
+                else:
+                    previous_version = current.version
+                    _apply(current, tokens, claims, now)
+                    current.last_refreshed_at = now
+                    current.refresh_count += 1
+                    current.version = previous_version + 1
+                    current.last_seen_at = now
+                    # Versioned write: a no-op if anything else wrote this row since we read it under the lock.
+                    fields = {
+                        f.attname: getattr(current, f.attname)
+                        for f in OAuthSession._meta.concrete_fields
+                        if not f.primary_key
+                    }
+                    updated = (
+                        OAuthSession.objects.using(using)
+                        .filter(pk=current.pk, version=previous_version)
+                        .update(**fields)
+                    )
+                    if updated != 1:
+                        raise TokenRefreshUnavailable("token record changed during refresh")
+                    refreshed = True
+    except (TransientProviderError, InvalidResponse, ProviderError) as exc:
+        logger.warning("token refresh failed, session kept (%s): %s", type(exc).__name__, exc)
+        signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
+        raise TokenRefreshUnavailable(str(exc)) from None
+    except DatabaseError as exc:
+        # PostgreSQL lock_timeout, SQLite "database is locked": another refresh is taking too long.
+        logger.warning("token refresh lock not acquired in time: %s", type(exc).__name__)
+        signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
+        raise TokenRefreshUnavailable("token record is locked") from None
+
+    if ended is not None:
+        reason, error = ended
+        logger.warning("token refresh refused, session ended (%s): %s", reason, error)
+        signals.token_refresh_failed.send(OAuthSession, record=current, request=request, error=error, transient=False)
+        signals.oauth_session_ended.send(OAuthSession, record=current, reason=reason, ended_by="")
+        raise ReauthenticationRequired(reason)
+    if refreshed:
+        logger.info("tokens refreshed for session %s (refresh #%d)", current.pk, current.refresh_count)
+        signals.tokens_refreshed.send(OAuthSession, record=current, request=request)
+    return current
+
+
+def ensure_fresh(request: HttpRequest, *, force_since: datetime | None = None) -> OAuthSession | None:
+    """Make this request's tokens fresh (refreshing if due, or if older than `force_since`).
+
+    With `force_since` every failure raises. Without it, a transient failure is swallowed while the tokens
+    are within REFRESH_GRACE of expiry, so a provider outage does not sign anybody out.
+    """
+    record = load(request)
+    if record is None:
+        return None
+    now = timezone.now()
+    if not _is_due(record, now, force_since):
+        return record
+    try:
+        record = refresh(record, force_since=force_since, request=request)
+    except TokenRefreshUnavailable:
+        if force_since is None and within_grace(record, now):
+            return record
+        raise
+    except ReauthenticationRequired:
+        _remember(request, None)
+        raise
+    _remember(request, record)
+    return record
+
+
+def touch(request: HttpRequest, record: OAuthSession) -> None:
+    """Keep last-seen and the session key current, with at most one small UPDATE per interval."""
+    now = timezone.now()
+    changes: dict[str, Any] = {}
+    if (now - record.last_seen_at).total_seconds() >= oauth_settings.LAST_SEEN_INTERVAL:
+        changes["last_seen_at"] = now
+    key = request.session.session_key
+    if key and key != record.session_key:
+        changes["session_key"] = key
+    if changes:
+        # Only non-token columns: this never races with a token write.
+        OAuthSession.objects.filter(pk=record.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(record, name, value)
+
+
+def session_store(session_key: str) -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+
+def end(
+    record: OAuthSession,
+    reason: str,
+    *,
+    ended_by: str = "",
+    revoke: bool = True,
+    delete_session: bool = True,
+) -> None:
+    """End a session for good: revoke its refresh token at the provider, discard the tokens, and delete
+    the browser's Django session so its next request is signed out."""
+    with transaction.atomic():
+        current = OAuthSession.objects.select_for_update().filter(pk=record.pk).first()
+        if current is None or current.ended_at is not None:
+            return
+        refresh_token, access_token = current.refresh_token, current.access_token
+        _end(current, reason, ended_by)
+    if revoke:
+        revoke_tokens(refresh_token, access_token)
+    if delete_session and current.session_key:
+        session_store(current.session_key).delete()
+    signals.oauth_session_ended.send(OAuthSession, record=current, reason=reason, ended_by=ended_by)
+
+
+def revoke_tokens(refresh_token: str, access_token: str = "") -> bool:
+    """Best-effort RFC 7009 revocation; failures are logged, never raised (the local session ends anyway)."""
+    token, hint = (refresh_token, "refresh_token") if refresh_token else (access_token, "access_token")
+    if not token:
+        return False
+    try:
+        return client.revoke(token, hint)
+    except OAuthClientError as exc:
+        logger.warning("token revocation failed (%s): %s", type(exc).__name__, exc)
+        return False

@@ -1,0 +1,154 @@
+"""ID token and logout token validation (OIDC Core §3.1.3.7, §12.2; Back-Channel Logout §2.6), on jwcrypto.
+
+Only asymmetric algorithms from ALLOWED_ALGORITHMS are accepted, and the algorithm is pinned before
+verification, so `alg: none` and HS256-signed-with-the-public-key tokens are refused by construction.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any
+
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+
+from oauth_client import discovery
+from oauth_client.conf import oauth_settings
+from oauth_client.exceptions import TokenValidationError
+
+_KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel_logout"
+
+
+def _candidate_keys(keyset: jwk.JWKSet, kid: str | None, kty: str) -> list[jwk.JWK]:
+    keys = [
+        k
+        for k in keyset
+        if k.get("kty") == kty and k.get("use", "sig") == "sig" and (kid is None or k.get("kid") == kid)
+    ]
+    return keys
+
+
+def verify_signature(raw: str) -> dict[str, Any]:
+    """Verify a compact JWS against the provider's JWKS and return its claims (not yet checked)."""
+    if not isinstance(raw, str) or raw.count(".") != 2 or len(raw) > 64 * 1024:
+        raise TokenValidationError("token is not a compact JWS")
+    token = jws.JWS()
+    try:
+        token.deserialize(raw)
+        header = token.jose_header
+    except (JWException, ValueError, TypeError) as exc:
+        raise TokenValidationError("token is malformed") from exc
+    alg = header.get("alg") if isinstance(header, dict) else None
+    if not isinstance(alg, str) or alg not in oauth_settings.ALLOWED_ALGORITHMS or alg[:2] not in _KTY_FOR_ALG_PREFIX:
+        raise TokenValidationError("token algorithm is not allowed")
+    kty = _KTY_FOR_ALG_PREFIX[alg[:2]]
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise TokenValidationError("token kid is malformed")
+
+    keys = _candidate_keys(discovery.get_jwks(), kid, kty)
+    if not keys and kid is not None:
+        # The provider may have rotated its signing key since we cached the JWKS.
+        keys = _candidate_keys(discovery.get_jwks(refetch=True), kid, kty)
+    if not keys:
+        raise TokenValidationError("no provider key matches the token")
+    if kid is None and len(keys) > 1:
+        # Without a kid the signer is ambiguous; OIDC Core §10.1 requires a kid when there are several keys.
+        raise TokenValidationError("token has no kid and the provider has several keys")
+
+    token.allowed_algs = [alg]
+    try:
+        token.verify(keys[0], alg=alg)
+        claims = json.loads(token.payload)
+    except (JWException, ValueError, TypeError) as exc:
+        raise TokenValidationError("token signature is invalid") from exc
+    if not isinstance(claims, dict):
+        raise TokenValidationError("token payload is not a JSON object")
+    return claims
+
+
+def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: float, leeway: int) -> None:
+    if claims.get("iss") != issuer:
+        raise TokenValidationError("token issuer does not match")
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if client_id not in audiences:
+        raise TokenValidationError("token audience does not include this client")
+    azp = claims.get("azp")
+    if len(audiences) > 1 and azp is None:
+        raise TokenValidationError("token has several audiences and no azp")
+    if azp is not None and azp != client_id:
+        raise TokenValidationError("token azp is not this client")
+    iat = claims.get("iat")
+    if not isinstance(iat, int | float) or isinstance(iat, bool):
+        raise TokenValidationError("token has no valid iat")
+    if iat > now + leeway:
+        raise TokenValidationError("token was issued in the future")
+
+
+def validate_id_token(
+    raw: str,
+    *,
+    nonce: str | None,
+    expected_sub: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Validate an ID token and return its claims.
+
+    `nonce` is required at sign-in; after a refresh pass None and `expected_sub` instead: the provider may
+    keep or drop the original nonce, but `iss` and `sub` must not change (OIDC Core §12.2).
+    """
+    now = time.time() if now is None else now
+    leeway = int(oauth_settings.CLOCK_LEEWAY)
+    issuer = discovery.get_metadata()["issuer"]
+    claims = verify_signature(raw)
+    _check_common(claims, issuer=issuer, client_id=oauth_settings.CLIENT_ID, now=now, leeway=leeway)
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 255:
+        raise TokenValidationError("token has no valid sub")
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise TokenValidationError("token has no valid exp")
+    if exp < now - leeway:
+        raise TokenValidationError("token has expired")
+    if nonce is not None:
+        got = claims.get("nonce")
+        if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
+            raise TokenValidationError("token nonce does not match")
+    if expected_sub is not None and not hmac.compare_digest(sub.encode(), expected_sub.encode()):
+        raise TokenValidationError("refreshed token subject differs from the signed-in subject")
+    return claims
+
+
+def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, Any]:
+    """Validate a back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6) and return its claims."""
+    now = time.time() if now is None else now
+    leeway = int(oauth_settings.CLOCK_LEEWAY)
+    claims = verify_signature(raw)
+    _check_common(
+        claims,
+        issuer=discovery.get_metadata()["issuer"],
+        client_id=oauth_settings.CLIENT_ID,
+        now=now,
+        leeway=leeway,
+    )
+    exp = claims.get("exp")
+    if exp is not None and (not isinstance(exp, int | float) or exp < now - leeway):
+        raise TokenValidationError("logout token has expired")
+    iat = claims["iat"]
+    if iat < now - 600 - leeway and exp is None:
+        raise TokenValidationError("logout token is too old")
+    if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+        raise TokenValidationError("logout token has no jti")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise TokenValidationError("logout token lacks the back-channel logout event")
+    if "nonce" in claims:
+        raise TokenValidationError("logout token must not contain a nonce")
+    sid, sub = claims.get("sid"), claims.get("sub")
+    if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
+        raise TokenValidationError("logout token has neither sid nor sub")
+    return claims

@@ -1,0 +1,339 @@
+"""Sign-in, callback and sign-out. Class-based, so a project can subclass and override one step.
+
+The state, nonce and PKCE verifier of each sign-in attempt are kept server-side in the session (several
+tabs can sign in at once), used once, and expire after LOGIN_ATTEMPT_SECONDS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render, resolve_url
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language, to_locale
+from django.utils.translation import gettext as _
+from django.views import View
+from django.views.decorators.cache import never_cache
+
+from oauth_client import client, discovery, responses, signals, store
+from oauth_client.conf import oauth_settings
+from oauth_client.exceptions import (
+    ConfigurationError,
+    InvalidResponse,
+    OAuthClientError,
+    ProviderError,
+    TokenValidationError,
+    TransientProviderError,
+)
+from oauth_client.models import OAuthSession
+from oauth_client.users import UserRejected
+from oauth_client.validation import validate_id_token
+
+logger = logging.getLogger("oauth_client.views")
+
+PENDING_KEY = "_oauth_pending"
+MAX_PARAM_LENGTH = 2048
+BACKEND = "oauth_client.backends.OAuthBackend"
+
+
+def safe_next(request: HttpRequest, value: str | None) -> str | None:
+    """A same-site path to come back to after sign-in, or None (never an open redirect)."""
+    if not value or len(value) > MAX_PARAM_LENGTH or not value.startswith("/") or value.startswith("//"):
+        return None
+    if "\\" in value or any(ord(c) < 32 for c in value):
+        return None
+    if not url_has_allowed_host_and_scheme(value, allowed_hosts=None, require_https=request.is_secure()):
+        return None
+    return value
+
+
+def default_login_redirect(request: HttpRequest, user: Any) -> str:
+    """Where to go after sign-in when no `next` was given (OAUTH_CLIENT['LOGIN_REDIRECT'])."""
+    from django.conf import settings
+
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+def error_view(request: HttpRequest, *, status: int, title: str, message: str, **extra: Any) -> HttpResponse:
+    """Default user-facing error page (OAUTH_CLIENT['ERROR_VIEW']); template `oauth_client/error.html`."""
+    context = {"title": title, "message": message, "status": status, **extra}
+    return render(request, "oauth_client/error.html", context, status=status)
+
+
+def redirect_uri(request: HttpRequest) -> str:
+    return oauth_settings.REDIRECT_URI or request.build_absolute_uri(reverse("oauth_client:callback"))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _ui_locales() -> str:
+    # BCP 47 tag as OIDC expects ("fr-CA"), from Django's active language ("fr-ca").
+    return to_locale(get_language() or "en").replace("_", "-")
+
+
+@method_decorator(never_cache, name="dispatch")
+class LoginView(View):
+    """GET /oauth/login/?next=/path → the provider's authorization endpoint."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            metadata = discovery.get_metadata()
+        except (TransientProviderError, InvalidResponse, ConfigurationError) as exc:
+            logger.error("cannot start sign-in: %s", exc)
+            return responses.error_response(
+                request,
+                status=503,
+                title=_("Sign-in is unavailable"),
+                message=_("The identity provider cannot be reached right now. Please try again in a moment."),
+                code="provider_unavailable",
+            )
+        state, nonce, verifier = (
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(32),
+            secrets.token_urlsafe(64),
+        )
+        self.remember_attempt(
+            request,
+            state,
+            {
+                "nonce": nonce,
+                "verifier": verifier,
+                "next": safe_next(request, request.GET.get("next")),
+                "redirect_uri": redirect_uri(request),
+                "created": time.time(),
+            },
+        )
+        return HttpResponseRedirect(self.authorization_url(request, metadata, state, nonce, verifier))
+
+    def authorization_params(self, request: HttpRequest, state: str, nonce: str, verifier: str) -> dict[str, str]:
+        params: dict[str, str] = {}
+        # Extra parameters first, so they can add (prompt, access_type) but never replace the ones below.
+        params.update({str(k): str(v) for k, v in dict(oauth_settings.EXTRA_AUTH_PARAMS).items()})
+        if oauth_settings.AUDIENCE:
+            params["audience"] = oauth_settings.AUDIENCE
+        if oauth_settings.SEND_UI_LOCALES:
+            params.setdefault("ui_locales", _ui_locales())
+        params.update(
+            {
+                "response_type": "code",
+                "client_id": oauth_settings.CLIENT_ID,
+                "redirect_uri": redirect_uri(request),
+                "scope": " ".join(oauth_settings.SCOPES),
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": _b64(hashlib.sha256(verifier.encode("ascii")).digest()),
+                "code_challenge_method": "S256",
+            }
+        )
+        return params
+
+    def authorization_url(
+        self, request: HttpRequest, metadata: Mapping[str, Any], state: str, nonce: str, verifier: str
+    ) -> str:
+        endpoint = metadata["authorization_endpoint"]
+        separator = "&" if "?" in endpoint else "?"
+        return endpoint + separator + urlencode(self.authorization_params(request, state, nonce, verifier))
+
+    @staticmethod
+    def remember_attempt(request: HttpRequest, state: str, attempt: dict[str, Any]) -> None:
+        pending = _live_attempts(request)
+        pending[state] = attempt
+        # Keep only the newest few attempts, so an abandoned-tab storm cannot grow the session.
+        newest = sorted(pending.items(), key=lambda item: item[1]["created"])[-oauth_settings.MAX_LOGIN_ATTEMPTS :]
+        request.session[PENDING_KEY] = dict(newest)
+
+
+def _live_attempts(request: HttpRequest) -> dict[str, dict[str, Any]]:
+    now = time.time()
+    pending = request.session.get(PENDING_KEY) or {}
+    return {k: v for k, v in pending.items() if now - v.get("created", 0) < oauth_settings.LOGIN_ATTEMPT_SECONDS}
+
+
+def pop_attempt(request: HttpRequest, state: str) -> dict[str, Any] | None:
+    """The sign-in attempt for `state`, removed so it can be used only once."""
+    pending = _live_attempts(request)
+    match = None
+    for key in list(pending):
+        if hmac.compare_digest(key.encode(), state.encode()):
+            match = pending.pop(key)
+    request.session[PENDING_KEY] = pending
+    return match
+
+
+@method_decorator(never_cache, name="dispatch")
+class CallbackView(View):
+    """GET /oauth/callback/?code=…&state=… → tokens, validated; user mapped and signed in."""
+
+    def fail(
+        self, request: HttpRequest, message: str, *, status: int = 400, code: str = "sign_in_failed"
+    ) -> HttpResponse:
+        return responses.error_response(request, status=status, title=_("Sign-in failed"), message=message, code=code)
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        params = request.GET
+        if any(len(v) > MAX_PARAM_LENGTH for values in params.lists() for v in values[1]):
+            return self.fail(request, _("The sign-in response is too large."))
+        state = params.get("state", "")
+        attempt = pop_attempt(request, state) if state else None
+        error = params.get("error", "")[:100]
+        if error:
+            logger.info("provider returned an error at sign-in: %s", error)
+            return self.provider_refused(request, error, params.get("error_description", "")[:300])
+        if attempt is None:
+            return self.fail(
+                request,
+                _("This sign-in link is invalid, expired or was already used. Please sign in again."),
+                code="invalid_state",
+            )
+        try:
+            metadata = discovery.get_metadata()
+            self.check_issuer_parameter(params, metadata)
+            code = params.get("code")
+            if not code:
+                return self.fail(request, _("The identity provider did not return an authorization code."))
+            tokens = client.exchange_code(code, attempt["redirect_uri"], attempt["verifier"])
+            if not tokens.id_token:
+                raise InvalidResponse("token response has no id_token (is 'openid' in the scopes?)")
+            claims = validate_id_token(tokens.id_token, nonce=attempt["nonce"])
+            userinfo = self.fetch_userinfo(tokens.access_token, claims)
+            user = oauth_settings.USER_MAPPER(request, {**userinfo, **claims})
+        except TransientProviderError as exc:
+            logger.warning("sign-in failed, provider unavailable: %s", exc)
+            return self.fail(
+                request,
+                _("The identity provider cannot be reached right now. Please try again in a moment."),
+                status=503,
+                code="provider_unavailable",
+            )
+        except UserRejected as exc:
+            return self.fail(request, str(exc), status=403, code="user_rejected")
+        except (ProviderError, InvalidResponse, TokenValidationError) as exc:
+            logger.warning("sign-in refused (%s): %s", type(exc).__name__, exc)
+            return self.fail(request, _("The identity provider's response could not be accepted. Please try again."))
+        return self.complete(request, user, tokens, claims, userinfo, attempt.get("next"))
+
+    def check_issuer_parameter(self, params: Mapping[str, str], metadata: Mapping[str, Any]) -> None:
+        """RFC 9207: the `iss` authorization-response parameter defeats mix-up attacks."""
+        iss = params.get("iss")
+        if iss is None and metadata.get("authorization_response_iss_parameter_supported"):
+            raise TokenValidationError("authorization response lacks the iss parameter")
+        if iss is not None and iss != metadata["issuer"]:
+            raise TokenValidationError("authorization response iss does not match the issuer")
+
+    def fetch_userinfo(self, access_token: str, claims: Mapping[str, Any]) -> dict[str, Any]:
+        if not oauth_settings.FETCH_USERINFO:
+            return {}
+        try:
+            info = client.userinfo(access_token)
+        except (TransientProviderError, InvalidResponse) as exc:
+            # Userinfo only fills claims the ID token lacks; sign-in works without it.
+            logger.warning("userinfo unavailable at sign-in: %s", exc)
+            return {}
+        if info and info.get("sub") != claims["sub"]:
+            raise TokenValidationError("userinfo sub does not match the ID token sub")
+        return info
+
+    def provider_refused(self, request: HttpRequest, error: str, description: str) -> HttpResponse:
+        if error == "access_denied":
+            message = _("Sign-in was cancelled or access was denied at the identity provider.")
+        elif error in ("login_required", "interaction_required", "consent_required"):
+            message = _("The identity provider needs you to sign in again.")
+        else:
+            message = _("The identity provider could not complete the sign-in.")
+        return responses.error_response(
+            request,
+            status=400,
+            title=_("Sign-in failed"),
+            message=message,
+            code=error or "provider_error",
+            provider_error=error,
+            provider_description=description,
+        )
+
+    def complete(
+        self,
+        request: HttpRequest,
+        user: Any,
+        tokens: client.TokenResponse,
+        claims: Mapping[str, Any],
+        userinfo: Mapping[str, Any],
+        next_url: str | None,
+    ) -> HttpResponse:
+        previous = store.load(request) if request.user.is_authenticated else None
+        if previous is not None:
+            store.end(previous, OAuthSession.EndReason.LOGOUT, delete_session=False)
+        pending = request.session.get(PENDING_KEY)
+        login(request, user, backend=BACKEND)  # cycles the session key (session fixation)
+        if pending:
+            request.session[PENDING_KEY] = pending
+        record = store.create(request, user, tokens, claims, userinfo)
+        if not tokens.refresh_token:
+            logger.warning(
+                "sign-in without a refresh token: the session ends when the tokens expire. Likely causes: "
+                "'offline_access' is not in OIDC_SCOPES, the API does not allow offline access (Auth0), or the "
+                "provider needs prompt=consent / access_type=offline (OIDC_EXTRA_AUTH_PARAMS)."
+            )
+            if user.is_staff:
+                messages.warning(
+                    request,
+                    _(
+                        "The identity provider issued no refresh token, so this session ends when the tokens "
+                        "expire. Check that 'offline_access' is requested and that the API allows offline access."
+                    ),
+                )
+        signals.oauth_login.send(OAuthSession, record=record, request=request, user=user)
+        return HttpResponseRedirect(next_url or oauth_settings.LOGIN_REDIRECT(request, user))
+
+
+@method_decorator(never_cache, name="dispatch")
+class LogoutView(View):
+    """POST /oauth/logout/ (CSRF): revoke at the provider, end the local session, RP-initiated logout."""
+
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        record = store.load(request) if request.user.is_authenticated else None
+        id_token = record.id_token if record else ""
+        if record is not None:
+            store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=str(request.user), delete_session=False)
+        logout(request)
+        return self.end_session_response(request, id_token) or HttpResponseRedirect("/")
+
+    def end_session_params(self, request: HttpRequest, id_token: str) -> dict[str, str]:
+        params = {
+            "id_token_hint": id_token,
+            "post_logout_redirect_uri": oauth_settings.POST_LOGOUT_REDIRECT_URI or request.build_absolute_uri("/"),
+            "client_id": oauth_settings.CLIENT_ID,
+        }
+        if oauth_settings.SEND_UI_LOCALES:
+            params["ui_locales"] = _ui_locales()
+        return params
+
+    def end_session_response(self, request: HttpRequest, id_token: str) -> HttpResponse | None:
+        """RP-initiated logout at the provider, when it advertises an end_session_endpoint."""
+        try:
+            endpoint = discovery.get_metadata().get("end_session_endpoint")
+        except OAuthClientError:
+            return None
+        if not endpoint or not id_token:
+            return None
+        params = self.end_session_params(request, id_token)
+        if oauth_settings.END_SESSION_METHOD.upper() == "GET":
+            return HttpResponseRedirect(endpoint + ("&" if "?" in endpoint else "?") + urlencode(params))
+        # POST (which OPs must support) keeps the ID token out of URLs, history and access logs.
+        return render(request, "oauth_client/end_session.html", {"endpoint": endpoint, "params": params})
