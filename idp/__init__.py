@@ -1,0 +1,1 @@
+"""Embedded development OpenID Connect provider (django-oauth-toolkit), run with `idp.settings`."""
