@@ -1,7 +1,7 @@
 """Keeps a signed-in session's tokens fresh, transparently, inside the request.
 
-Place after AuthenticationMiddleware. A request whose tokens are fresh costs one indexed read and no network
-call; a stale one refreshes under the record's lock (see store.refresh) before the view runs.
+Place after AuthenticationMiddleware and MessageMiddleware. A request whose tokens are fresh costs one indexed
+read and no network call; a stale one refreshes under the record's lock (see store.refresh) before the view runs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class OAuthSessionMiddleware:
         if record is None:
             # Ended elsewhere: by an admin, another of the user's sessions, or back-channel logout.
             logout(request)
-            messages.info(request, _("Your session was ended. Please sign in again."))
+            messages.info(request, _("Your session was ended. Please sign in again."), fail_silently=True)
             return None
         try:
             record = store.ensure_fresh(request)

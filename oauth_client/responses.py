@@ -43,8 +43,8 @@ def reauthentication_required(request: HttpRequest, message: str | None = None) 
         resp = JsonResponse({"error": "reauthentication_required", "login_url": url}, status=401)
         resp["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return resp
-    if hasattr(request, "_messages"):
-        messages.warning(request, message or _("Your session has expired. Please sign in again."))
+    if message != "":
+        messages.warning(request, message or _("Your session has expired. Please sign in again."), fail_silently=True)
     return HttpResponseRedirect(url)
 
 

@@ -42,6 +42,7 @@ logger = logging.getLogger("oauth_client.store")
 
 SESSION_KEY = "_oauth_session_id"
 _REQUEST_CACHE = "_oauth_record"
+_FAILED_FLAG = "_oauth_refresh_failed"
 Reason = OAuthSession.EndReason
 
 
@@ -284,8 +285,12 @@ def ensure_fresh(request: HttpRequest, *, force_since: datetime | None = None) -
     if not _is_due(record, now, force_since):
         return record
     try:
+        if getattr(request, _FAILED_FLAG, False):
+            # One attempt per request: the middleware already tried and the provider is unavailable.
+            raise TokenRefreshUnavailable("refresh already failed in this request")
         record = refresh(record, force_since=force_since, request=request)
     except TokenRefreshUnavailable:
+        setattr(request, _FAILED_FLAG, True)
         if force_since is None and within_grace(record, now):
             return record
         raise

@@ -22,7 +22,7 @@ def parse(url: str) -> dict[str, Any]:
     if parts.scheme == "sqlite":
         return sqlite_config(unquote(parts.path.removeprefix("/")) or ":memory:")
     if parts.scheme in ("postgres", "postgresql", "pgsql"):
-        options = dict(parse_qsl(parts.query))
+        options: dict[str, Any] = dict(parse_qsl(parts.query))
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.removeprefix("/")),
@@ -31,7 +31,7 @@ def parse(url: str) -> dict[str, Any]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "OPTIONS": options,
-            "CONN_MAX_AGE": 60,
+            "CONN_MAX_AGE": int(options.pop("conn_max_age", 0)),
             "CONN_HEALTH_CHECKS": True,
         }
     raise ValueError(f"Unsupported DATABASE_URL scheme: {parts.scheme!r}")

@@ -44,8 +44,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "oauth_client.middleware.OAuthSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "oauth_client.middleware.OAuthSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
