@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from oauth_client.models import OAuthIdentity, OAuthSession
-from tests.browser import Browser
+from tests.browser import Browser, forms
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,3 +124,20 @@ def test_logout_without_csrf_token_is_refused(site):
     browser = site.signed_in_browser()
     assert browser.post(site.url + "/oauth/logout/").status_code == 403
     assert OAuthSession.objects.get().is_active
+
+
+def test_two_tabs_can_sign_in_at_once(site):
+    """Each attempt keeps its own state, nonce and verifier; finishing one does not break the other."""
+    browser = Browser()
+    # Tab 1 starts signing in: the site sends it to the provider's /authorize (it stops there for now).
+    tab1 = browser.get(site.url + "/oauth/login/?next=/account/", allow_redirects=False).headers["Location"]
+    # Tab 2 signs in completely.
+    resp = browser.sign_in(site.url, site.provider.username, site.provider.password, "/account/sensitive/")
+    assert resp.url == site.url + "/account/sensitive/"
+    # Tab 1 goes on: the provider session exists now, so only consent is asked, and the site accepts it.
+    resp = browser.get(tab1)
+    if "allow" in {n for f in forms(resp.text) for n in f.buttons}:
+        resp = browser.submit(resp, browser.find_form(resp, with_field="allow"), button="allow")
+    assert resp.url == site.url + "/account/", resp.text[:500]
+    # The newer sign-in replaced the older record; exactly one is active.
+    assert OAuthSession.objects.filter(ended_at__isnull=True).count() == 1
