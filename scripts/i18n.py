@@ -248,8 +248,9 @@ def _fix_new_headers(root: Path) -> None:
         fixed = header.replace("#, fuzzy\n", "")
         if "SOME DESCRIPTIVE TITLE" in fixed:
             fixed = fixed[fixed.index('msgid ""') :]
+            name = CATALOGUE_NAMES.get(catalogue_dir, catalogue_dir)
             fixed = (
-                f"# {LANGUAGE_NAMES[locale]} catalogue of {CATALOGUE_NAMES[catalogue_dir]} (see docs/i18n.md).\n"
+                f"# {LANGUAGE_NAMES[locale]} catalogue of {name} (see docs/i18n.md).\n"
                 "# Distributed under the same license as the project.\n#\n" + fixed
             )
         replacements = {
