@@ -45,6 +45,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
+# Translations (docs/i18n.md): bring every catalogue in step with the code (makemessages: needs GNU gettext),
+# then compile the .mo files (pure Python). Translate the new entries in the fr_CA .po files and run it again.
+messages: venv
+	$(PY) scripts/i18n.py extract
+	$(PY) scripts/i18n.py compile
+	-$(PY) scripts/i18n.py check
+
 fmt: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .

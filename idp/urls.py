@@ -25,5 +25,6 @@ urlpatterns = [
         name="logout",
     ),
     path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the language switcher (POST, CSRF)
     *staticfiles_urlpatterns(),  # empty unless DEBUG; lets gunicorn serve the admin's CSS in development
 ]

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from oauth_client.exceptions import OAuthClientError
 from oauth_client.models import OAuthIdentity
@@ -65,7 +66,7 @@ def default_user_mapper(request: HttpRequest, claims: Mapping[str, Any]) -> Any:
             identity = OAuthIdentity.objects.select_related("user").get(issuer=issuer, subject=subject)
     user = identity.user
     if not user.is_active:
-        raise UserRejected("This account is disabled.")
+        raise UserRejected(_("This account is disabled."))
     OAuthIdentity.objects.filter(pk=identity.pk).update(last_login_at=timezone.now())
     update_user_from_claims(user, claims)
     return user

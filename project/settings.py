@@ -102,6 +102,10 @@ if os.environ.get("REDIS_URL"):
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("fr-ca", _("French (Canada)"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The switcher's choice (set_language) outlives the browser session; `fr` and `fr-*` browsers get fr-ca.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
 USE_I18N = True
 TIME_ZONE = "UTC"
 USE_TZ = True
