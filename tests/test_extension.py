@@ -106,3 +106,49 @@ def test_refresh_tokens_mixin_with_max_age(site):
         assert resp.status_code == 200 and resp.json() == {"done": True, "refreshed": True}
     # The first POST refreshed; the second was within refresh_max_age (300 s).
     assert site.provider.count_refresh_tokens() == issued + 1
+
+
+def test_signals_carry_the_documented_arguments(site):
+    from oauth_client import signals
+    from tests.helpers import expire_tokens, revoke_at_provider
+
+    received: list[tuple[str, dict]] = []
+
+    def recorder(name):
+        def receiver(sender, **kwargs):
+            assert sender is OAuthSession
+            kwargs.pop("signal")
+            received.append((name, kwargs))
+
+        return receiver
+
+    receivers = {
+        name: recorder(name)
+        for name in ("oauth_login", "tokens_refreshed", "token_refresh_failed", "oauth_session_ended")
+    }
+    for name, receiver in receivers.items():
+        getattr(signals, name).connect(receiver)
+    try:
+        browser = site.signed_in_browser()
+        expire_tokens()
+        browser.get(site.url + "/")
+        revoke_at_provider(site.provider, active_record().refresh_token)
+        expire_tokens()
+        browser.get(site.url + "/")
+    finally:
+        for name, receiver in receivers.items():
+            getattr(signals, name).disconnect(receiver)
+
+    names = [name for name, _ in received]
+    assert names == ["oauth_login", "tokens_refreshed", "token_refresh_failed", "oauth_session_ended"]
+    args = dict(received)
+    assert set(args["oauth_login"]) == {"record", "request", "user"}
+    assert set(args["tokens_refreshed"]) == {"record", "request"}
+    assert set(args["token_refresh_failed"]) == {"record", "request", "error", "transient"}
+    assert args["token_refresh_failed"]["transient"] is False
+    assert set(args["oauth_session_ended"]) == {"record", "reason", "ended_by"}
+    assert args["oauth_session_ended"]["reason"] == OAuthSession.EndReason.REFRESH_REJECTED
+    # No token in any argument.
+    record = args["oauth_login"]["record"]
+    for _, kwargs in received:
+        assert record.refresh_token not in repr(kwargs)
