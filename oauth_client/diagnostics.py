@@ -223,11 +223,11 @@ def _discovery(report: Report) -> dict[str, Any] | None:
             f"the provider's issuer is {advertised!r}, configured {issuer!r}",
             f"Set OIDC_ISSUER to exactly {advertised!r}: ID tokens are checked against it.",
         )
-    _clock(report, resp.headers.get("Date"), (started + finished) / 2)
+    _clock(report, resp.headers.get("Date"), (started + finished) / 2, finished - started)
     return data
 
 
-def _clock(report: Report, date_header: str | None, local: float) -> None:
+def _clock(report: Report, date_header: str | None, local: float, round_trip: float) -> None:
     if not date_header:
         report.add("clock", INFO, "the provider sent no Date header; clock skew not checked")
         return
@@ -237,13 +237,14 @@ def _clock(report: Report, date_header: str | None, local: float) -> None:
         report.add("clock", INFO, "the provider's Date header is malformed; clock skew not checked")
         return
     skew = local - remote
+    # Date has one-second resolution and was stamped somewhere within the round trip: that much is noise.
+    excess = max(0.0, abs(skew) - (round_trip / 2 + 1))
     leeway = int(oauth_settings.CLOCK_LEEWAY)
-    # Date has one-second resolution and the request takes time: a few seconds are noise.
     text = f"clock skew against the provider: {skew:+.0f} s (allowed leeway {leeway} s)"
     fix = "Synchronise this host's clock (NTP, e.g. systemd-timesyncd or chrony)."
-    if abs(skew) > leeway:
+    if excess > leeway:
         report.add("clock", FAIL, text + ": fresh ID tokens would be refused", fix)
-    elif abs(skew) > 5:
+    elif excess > 5:
         report.add("clock", WARN, text, fix)
     else:
         report.add("clock", OK, text)
