@@ -98,7 +98,7 @@ def default_site_url() -> str:
     return "https://example.com"
 
 
-def run(site_url: str | None = None) -> Report:
+def run(site_url: str | None = None, *, probe_token_endpoint: bool = True) -> Report:
     report = Report(
         issuer=oauth_settings.ISSUER,
         client_id=oauth_settings.CLIENT_ID,
@@ -116,7 +116,8 @@ def run(site_url: str | None = None) -> Report:
     _refresh_grant(report, metadata)
     _offline_access(report, metadata)
     _auth_method(report, metadata)
-    _client_credentials(report, metadata)
+    if probe_token_endpoint:
+        _client_credentials(report, metadata)
     _pkce(report, metadata)
     _jwks(report, metadata)
     _commands(report, metadata)

@@ -166,6 +166,9 @@ def test_wrong_secret_fails(dev, settings):
     check = checks_by_name(json.loads(out))["client_auth"]
     assert code == 1 and check["status"] == "fail" and "invalid_client" in check["message"]
     assert "OIDC_CLIENT_SECRET" in check["fix"]
+    # Without the probe the token endpoint is not called at all.
+    code, out, _ = doctor("--json", "--no-token-probe", "--site-url", dev.url)
+    assert code == 0 and "client_auth" not in checks_by_name(json.loads(out))
 
 
 @pytest.fixture

@@ -28,9 +28,16 @@ class Command(BaseCommand):
             "--site-url",
             help="the site's public base URL, to show the redirect URI it sends (default: from DEBUG/ALLOWED_HOSTS)",
         )
+        parser.add_argument(
+            "--no-token-probe",
+            action="store_true",
+            help="do not check the client credentials with a made-up refresh token at the token endpoint",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = diagnostics.run(site_url=options.get("site_url"))
+        report = diagnostics.run(
+            site_url=options.get("site_url"), probe_token_endpoint=not options.get("no_token_probe")
+        )
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:
