@@ -3,16 +3,22 @@ calls APIs with them (refreshing once, through the same locked path, when an API
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import requests
 from django.http import HttpRequest
 from django.utils import timezone
 
-from oauth_client import store
+from oauth_client import discovery, store
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ReauthenticationRequired
 from oauth_client.store import TokenSet
+
+_SENT_AT = "_oauth_sent_at"
+_RETRIED = "_oauth_retried"
 
 
 def get_tokens(request: HttpRequest) -> TokenSet:
@@ -34,30 +40,61 @@ def get_access_token(request: HttpRequest) -> str:
     return get_tokens(request).access_token
 
 
+def provider_metadata() -> Mapping[str, Any]:
+    """The provider's discovery document (read-only, cached), e.g. `provider_metadata()["userinfo_endpoint"]`.
+
+    Raises `ConfigurationError`, `TransientProviderError` or `InvalidResponse` (all `OAuthClientError`).
+    """
+    return MappingProxyType(discovery.get_metadata())
+
+
 def _invalid_token(response: requests.Response) -> bool:
+    """RFC 6750 §3.1: 401 with a Bearer challenge whose error is invalid_token."""
     challenge = response.headers.get("WWW-Authenticate", "")
     return response.status_code == 401 and challenge.lower().startswith("bearer") and "invalid_token" in challenge
 
 
+def _replayable(body: Any) -> bool:
+    # A generator or file body was consumed by the first attempt and cannot be sent again.
+    return body is None or isinstance(body, bytes | str)
+
+
 class BearerAuth(requests.auth.AuthBase):
-    """Adds `Authorization: Bearer <access token>`; on a 401 `invalid_token` refreshes once and retries once."""
+    """Adds `Authorization: Bearer <access token>` for the signed-in user of `request`.
+
+    When the API answers 401 with `WWW-Authenticate: Bearer error="invalid_token"` (revoked, or expired earlier
+    than announced), it refreshes once through the locked store path and retries the request once. The
+    refresh may raise `ReauthenticationRequired` or `TokenRefreshUnavailable`, like `get_access_token`.
+    """
 
     def __init__(self, request: HttpRequest) -> None:
         self.request = request
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        setattr(r, _SENT_AT, timezone.now())
         r.headers["Authorization"] = f"Bearer {get_access_token(self.request)}"
         r.register_hook("response", self._retry_on_invalid_token)
         return r
 
     def _retry_on_invalid_token(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        if not _invalid_token(response) or getattr(response.request, "_oauth_retried", False):
+        sent = response.request
+        if (
+            not _invalid_token(response)
+            or getattr(sent, _RETRIED, False)
+            # requests drops Authorization on a redirect to another host: never add it back there.
+            or not str(sent.headers.get("Authorization", "")).startswith("Bearer ")
+            or not _replayable(sent.body)
+        ):
             return response
-        # The API rejected a token we thought valid (revoked, clock skew): refresh now, then retry once.
-        store.ensure_fresh(self.request, force_since=timezone.now())
-        retry = response.request.copy()
+        record = store.load(self.request)
+        if record is None or not record.has_refresh_token:
+            return response  # nothing to refresh with: the caller sees the 401
+        # Refresh unless another request already did after this one sent its token; then use that token.
+        sent_at: datetime = getattr(sent, _SENT_AT, None) or timezone.now()
+        store.ensure_fresh(self.request, force_since=sent_at)
+        retry = sent.copy()
         retry.headers["Authorization"] = f"Bearer {get_access_token(self.request)}"
-        retry._oauth_retried = True  # type: ignore[attr-defined]
+        setattr(retry, _RETRIED, True)
         response.content  # noqa: B018 - drain the first response so its connection can be reused
         response.close()
         new = response.connection.send(retry, **kwargs)
@@ -73,7 +110,8 @@ class _TimeoutSession(requests.Session):
 
 
 def api_session(request: HttpRequest) -> requests.Session:
-    """A `requests.Session` for calling APIs as the signed-in user, with timeouts by default."""
+    """A `requests.Session` for calling APIs as the signed-in user: Bearer auth (`BearerAuth`), JSON accepted,
+    and OAUTH_CLIENT['HTTP_TIMEOUT'] as the default timeout. Send it only to APIs that should see the token."""
     s = _TimeoutSession()
     s.auth = BearerAuth(request)
     s.headers["Accept"] = "application/json"

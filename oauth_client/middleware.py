@@ -53,3 +53,16 @@ class OAuthSessionMiddleware:
         if record is not None:
             store.touch(request, record)
         return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A view that lets `ReauthenticationRequired` or `TokenRefreshUnavailable` escape (from get_tokens,
+        get_access_token or an api_session call) gets the same answer as a failed refresh here, not a 500."""
+        if isinstance(exception, ReauthenticationRequired):
+            if exception.reason == "not_signed_in":
+                # No provider session (anonymous, or staff signed in with a password): sign in, keep the session.
+                return responses.sign_in(request)
+            logout(request)
+            return responses.reauthentication_required(request)
+        if isinstance(exception, TokenRefreshUnavailable):
+            return responses.provider_unavailable(request)
+        return None

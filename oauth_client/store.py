@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
+from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
@@ -60,12 +61,19 @@ class TokenSet:
     last_refreshed_at: datetime | None
     has_refresh_token: bool
 
+    @property
+    def expires_at(self) -> datetime:
+        """When the first of the access and ID tokens expires (the next refresh is due a little before)."""
+        if self.id_token_expires_at and self.id_token_expires_at < self.access_expires_at:
+            return self.id_token_expires_at
+        return self.access_expires_at
+
     @classmethod
     def from_record(cls, record: OAuthSession) -> TokenSet:
         return cls(
             access_token=record.access_token,
             id_token=record.id_token,
-            claims=dict(record.claims),
+            claims=MappingProxyType(dict(record.claims)),
             access_expires_at=record.access_expires_at,
             id_token_expires_at=record.id_token_expires_at,
             refresh_expires_at=record.refresh_expires_at,

@@ -86,6 +86,39 @@ def _ui_locales() -> str:
     return to_locale(get_language() or "en").replace("_", "-")
 
 
+def with_query(endpoint: str, params: Mapping[str, str]) -> str:
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
+
+
+def pkce_challenge(verifier: str) -> str:
+    """RFC 7636 S256 code challenge."""
+    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def authorization_params(redirect_uri: str, state: str, nonce: str, verifier: str) -> dict[str, str]:
+    """The authorization request for the configured client (used by LoginView and `oidc_doctor`)."""
+    params: dict[str, str] = {}
+    # Extra parameters first, so they can add (prompt, access_type) but never replace the ones below.
+    params.update({str(k): str(v) for k, v in dict(oauth_settings.EXTRA_AUTH_PARAMS).items()})
+    if oauth_settings.AUDIENCE:
+        params["audience"] = oauth_settings.AUDIENCE
+    if oauth_settings.SEND_UI_LOCALES:
+        params.setdefault("ui_locales", _ui_locales())
+    params.update(
+        {
+            "response_type": "code",
+            "client_id": oauth_settings.CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(oauth_settings.SCOPES),
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": pkce_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+    )
+    return params
+
+
 @method_decorator(never_cache, name="dispatch")
 class LoginView(View):
     """GET /oauth/login/?next=/path → the provider's authorization endpoint."""
@@ -121,33 +154,14 @@ class LoginView(View):
         return HttpResponseRedirect(self.authorization_url(request, metadata, state, nonce, verifier))
 
     def authorization_params(self, request: HttpRequest, state: str, nonce: str, verifier: str) -> dict[str, str]:
-        params: dict[str, str] = {}
-        # Extra parameters first, so they can add (prompt, access_type) but never replace the ones below.
-        params.update({str(k): str(v) for k, v in dict(oauth_settings.EXTRA_AUTH_PARAMS).items()})
-        if oauth_settings.AUDIENCE:
-            params["audience"] = oauth_settings.AUDIENCE
-        if oauth_settings.SEND_UI_LOCALES:
-            params.setdefault("ui_locales", _ui_locales())
-        params.update(
-            {
-                "response_type": "code",
-                "client_id": oauth_settings.CLIENT_ID,
-                "redirect_uri": redirect_uri(request),
-                "scope": " ".join(oauth_settings.SCOPES),
-                "state": state,
-                "nonce": nonce,
-                "code_challenge": _b64(hashlib.sha256(verifier.encode("ascii")).digest()),
-                "code_challenge_method": "S256",
-            }
-        )
-        return params
+        return authorization_params(redirect_uri(request), state, nonce, verifier)
 
     def authorization_url(
         self, request: HttpRequest, metadata: Mapping[str, Any], state: str, nonce: str, verifier: str
     ) -> str:
-        endpoint = metadata["authorization_endpoint"]
-        separator = "&" if "?" in endpoint else "?"
-        return endpoint + separator + urlencode(self.authorization_params(request, state, nonce, verifier))
+        return with_query(
+            metadata["authorization_endpoint"], self.authorization_params(request, state, nonce, verifier)
+        )
 
     @staticmethod
     def remember_attempt(request: HttpRequest, state: str, attempt: dict[str, Any]) -> None:

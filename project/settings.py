@@ -131,6 +131,8 @@ OAUTH_CLIENT = {
     "AUDIENCE": os.environ.get("OIDC_AUDIENCE", ""),
     "EXTRA_AUTH_PARAMS": dict(parse_qsl(os.environ.get("OIDC_EXTRA_AUTH_PARAMS", ""))),
     "TOKEN_AUTH_METHOD": os.environ.get("OIDC_TOKEN_AUTH_METHOD", ""),
+    # POST keeps the ID token out of URLs; GET for providers that only document GET (Auth0, Okta).
+    "END_SESSION_METHOD": os.environ.get("OIDC_END_SESSION_METHOD", "POST"),
     # django-oauth-toolkit does not list its RFC 7009 endpoint in discovery.
     "REVOCATION_ENDPOINT": os.environ.get(
         "OIDC_REVOCATION_ENDPOINT",

@@ -1,0 +1,78 @@
+"""What a developer extending the site writes: hooks (USER_MAPPER, ERROR_VIEW, LOGIN_REDIRECT), class-based views
+with the mixins, and views that call the API directly. Used as ROOT_URLCONF via `pytest.mark.urls`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import include, path
+from django.views import View
+
+from oauth_client import (
+    OAuthLoginRequiredMixin,
+    RefreshTokensMixin,
+    UserRejected,
+    get_access_token,
+    get_tokens,
+)
+from oauth_client.users import default_user_mapper
+from project.urls import urlpatterns as site_urlpatterns
+
+# --- hooks ---------------------------------------------------------------------------------------------------
+
+
+def only_example_org(request: HttpRequest, claims: Mapping[str, Any]) -> Any:
+    """USER_MAPPER that rejects everybody outside example.org."""
+    if not str(claims.get("email", "")).endswith("@example.org"):
+        raise UserRejected("Only example.org accounts may sign in here.")
+    return default_user_mapper(request, claims)
+
+
+def display_name_from_claims(request: HttpRequest, claims: Mapping[str, Any]) -> Any:
+    """USER_MAPPER that creates/updates through the default mapper, then copies `name` to the site's field."""
+    user = default_user_mapper(request, claims)
+    user.display_name = f"{claims.get('name', '')} (from the provider)"
+    user.save(update_fields=["display_name"])
+    return user
+
+
+def branded_error(request: HttpRequest, *, status: int, title: str, message: str, **extra: Any) -> HttpResponse:
+    """ERROR_VIEW with its own page."""
+    code = extra.get("code", "")
+    return HttpResponse(f"<h1>Branded: {title}</h1><p>{message}</p><p id=code>{code}</p>", status=status)
+
+
+def to_sensitive_page(request: HttpRequest, user: Any) -> str:
+    """LOGIN_REDIRECT that sends people to the sensitive page."""
+    return "/account/sensitive/"
+
+
+# --- views ---------------------------------------------------------------------------------------------------
+
+
+class WhoAmI(OAuthLoginRequiredMixin, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        tokens = get_tokens(request)
+        return JsonResponse({"sub": tokens.claims["sub"], "refreshed": tokens.last_refreshed_at is not None})
+
+
+class SensitiveAction(RefreshTokensMixin, View):
+    refresh_max_age = 300
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"done": True, "refreshed": get_tokens(request).last_refreshed_at is not None})
+
+
+def bare_token_view(request: HttpRequest) -> HttpResponse:
+    """No decorator: get_access_token's exceptions are answered by OAuthSessionMiddleware.process_exception."""
+    return JsonResponse({"token_length": len(get_access_token(request))})
+
+
+urlpatterns = [
+    path("ext/whoami/", WhoAmI.as_view()),
+    path("ext/sensitive/", SensitiveAction.as_view()),
+    path("ext/token/", bare_token_view),
+    path("", include(site_urlpatterns)),
+]

@@ -1,0 +1,84 @@
+"""A local HTTP server with fixed answers per path, standing in for a provider we cannot reach here (Auth0,
+Google, ...) or for a misbehaving API: fault injection at the network edge, like tests/faults.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: Any = field(default_factory=dict)  # dict/list → JSON; str/bytes as is
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StubServer:
+    """`server.routes["/path"] = Answer(...)` or a callable `(Seen) -> Answer`; unknown paths answer 404.
+    Every request is recorded in `server.seen`."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Answer | Callable[[Seen], Answer]] = {}
+        self.seen: list[Seen] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                seen = Seen(self.command, self.path, dict(self.headers), self.rfile.read(length) if length else b"")
+                outer.seen.append(seen)
+                route = outer.routes.get(self.path.split("?", 1)[0])
+                answer = route(seen) if callable(route) else route
+                if answer is None:
+                    answer = Answer(404, {"error": "not_found"})
+                body = answer.body
+                headers = dict(answer.headers)
+                if isinstance(body, dict | list):
+                    body = json.dumps(body).encode()
+                    headers.setdefault("Content-Type", "application/json")
+                elif isinstance(body, str):
+                    body = body.encode()
+                if "Date" in headers:
+                    # A chosen Date (clock skew tests) replaces the one send_response would add.
+                    self.send_response_only(answer.status)
+                else:
+                    self.send_response(answer.status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def requests_to(self, path: str) -> list[Seen]:
+        return [s for s in self.seen if s.path.split("?", 1)[0] == path]

@@ -1,0 +1,188 @@
+"""System checks (`manage.py check --tag oauth_client`): each misconfiguration gets its id, level and hint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from cryptography.fernet import Fernet
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.core.checks import ERROR, WARNING, run_checks
+
+from oauth_client.middleware import OAuthSessionMiddleware
+from tests.conftest import repo_root
+
+OAUTH = "oauth_client.middleware.OAuthSessionMiddleware"
+SESSION = "django.contrib.sessions.middleware.SessionMiddleware"
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+MESSAGES = "django.contrib.messages.middleware.MessageMiddleware"
+
+GOOD = {
+    "ISSUER": "https://idp.example.com/",
+    "CLIENT_ID": "site",
+    "CLIENT_SECRET": "a-long-client-secret",
+    "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+}
+
+
+def found(deploy: bool = False) -> dict[str, int]:
+    return {m.id: m.level for m in run_checks(tags=["oauth_client"], include_deployment_checks=deploy)}
+
+
+@pytest.fixture
+def production(settings):
+    """A correct production configuration: no oauth_client messages at all."""
+    settings.DEBUG = False
+    settings.SESSION_COOKIE_SECURE = True
+    settings.SESSION_COOKIE_HTTPONLY = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.OAUTH_CLIENT = dict(GOOD)
+    return settings
+
+
+def test_correct_production_configuration_is_clean(production):
+    assert found() == {} and found(deploy=True) == {}
+
+
+def test_the_sites_own_settings_pass_in_development(settings):
+    settings.DEBUG = True
+    settings.OAUTH_CLIENT = {**GOOD, "ISSUER": "http://127.0.0.1:8001/o", "ENCRYPTION_KEYS": []}
+    assert found() == {}
+
+
+def test_signed_cookie_sessions_are_an_error(production):
+    production.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    assert found() == {"oauth_client.E001": ERROR}
+
+
+@pytest.mark.parametrize("name,check_id", [("ISSUER", "W001"), ("CLIENT_ID", "W002"), ("CLIENT_SECRET", "W003")])
+def test_missing_client_settings_warn_and_fail_deploy(production, name, check_id):
+    production.OAUTH_CLIENT = {**GOOD, name: ""}
+    # A warning, so `migrate` still runs before the client exists (`make run` order)…
+    assert found() == {f"oauth_client.{check_id}": WARNING}
+    # …but `check --deploy` refuses to ship it.
+    assert found(deploy=True)["oauth_client.E020"] == ERROR
+
+
+def test_offline_access_missing_warns_unless_the_google_recipe(production):
+    production.OAUTH_CLIENT = {**GOOD, "SCOPES": ["openid", "email"]}
+    assert found() == {"oauth_client.W004": WARNING}
+    production.OAUTH_CLIENT = {
+        **GOOD,
+        "SCOPES": ["openid", "email"],
+        "EXTRA_AUTH_PARAMS": {"access_type": "offline", "prompt": "consent"},
+    }
+    assert found() == {}
+
+
+def test_http_issuer_in_production_is_an_error(production):
+    production.OAUTH_CLIENT = {**GOOD, "ISSUER": "http://idp.example.com"}
+    assert found() == {"oauth_client.E002": ERROR}
+    # Loopback traffic never leaves the machine (RFC 8252).
+    for loopback in ("http://127.0.0.1:8001/o", "http://localhost/o", "http://[::1]:9000/o"):
+        production.OAUTH_CLIENT = {**GOOD, "ISSUER": loopback}
+        assert found() == {}, loopback
+    production.DEBUG = True
+    production.OAUTH_CLIENT = {**GOOD, "ISSUER": "http://idp.example.com"}
+    assert "oauth_client.E002" not in found()
+
+
+@pytest.mark.parametrize("name", ["REDIRECT_URI", "POST_LOGOUT_REDIRECT_URI", "REVOCATION_ENDPOINT"])
+def test_http_redirects_in_production_are_errors(production, name):
+    production.OAUTH_CLIENT = {**GOOD, name: "http://site.example.com/oauth/callback/"}
+    assert found() == {"oauth_client.E003": ERROR}
+
+
+def test_redirect_uri_built_from_requests_needs_the_proxy_header_in_deploy(production):
+    production.SECURE_PROXY_SSL_HEADER = None
+    assert found() == {}
+    assert found(deploy=True) == {"oauth_client.W005": WARNING}
+    production.OAUTH_CLIENT = {**GOOD, "REDIRECT_URI": "https://site.example.com/oauth/callback/"}
+    assert found(deploy=True) == {}
+
+
+@pytest.mark.parametrize(
+    "middleware,expected",
+    [
+        ([SESSION, AUTH, MESSAGES], {"oauth_client.E005": ERROR}),
+        ([AUTH, MESSAGES, OAUTH], {"oauth_client.E004": ERROR}),
+        ([SESSION, OAUTH, AUTH, MESSAGES], {"oauth_client.E006": ERROR, "oauth_client.E007": ERROR}),
+        ([SESSION, MESSAGES, OAUTH, AUTH], {"oauth_client.E006": ERROR}),
+        ([SESSION, AUTH, OAUTH, MESSAGES], {"oauth_client.E007": ERROR}),
+        ([SESSION, AUTH, OAUTH], {"oauth_client.W009": WARNING}),
+        # Subclasses count, as in Django's own admin check.
+        ([SESSION, "tests.test_checks.MyAuthMiddleware", MESSAGES, "tests.test_checks.MyOAuthMiddleware"], {}),
+    ],
+)
+def test_middleware_presence_and_order(production, middleware, expected):
+    production.MIDDLEWARE = middleware
+    assert found() == expected
+
+
+def test_missing_authentication_backend_is_an_error(production):
+    production.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+    assert found() == {"oauth_client.E012": ERROR}
+
+
+def test_production_warnings(production):
+    production.OAUTH_CLIENT = {**GOOD, "ENCRYPTION_KEYS": []}
+    production.SESSION_COOKIE_SECURE = False
+    production.SESSION_COOKIE_HTTPONLY = False
+    assert found() == {
+        "oauth_client.W006": WARNING,
+        "oauth_client.W007": WARNING,
+        "oauth_client.W008": WARNING,
+    }
+    production.DEBUG = True
+    assert found() == {}
+
+
+def test_invalid_values(production):
+    production.OAUTH_CLIENT = {
+        **GOOD,
+        "TOKEN_AUTH_METHOD": "private_key_jwt",
+        "END_SESSION_METHOD": "PUT",
+        "ENCRYPTION_KEYS": ["not-a-key"],
+        "USER_MAPPER": "myproject.nowhere.mapper",
+        "SCOPE": "openid",  # typo of SCOPES
+    }
+    assert found() == {
+        "oauth_client.E008": ERROR,
+        "oauth_client.E009": ERROR,
+        "oauth_client.E010": ERROR,
+        "oauth_client.E011": ERROR,
+        "oauth_client.W010": WARNING,
+    }
+
+
+def test_manage_py_check_reports_and_fails(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "OIDC_ISSUER": "http://idp.example.com",
+        "OIDC_CLIENT_ID": "site",
+        "OIDC_CLIENT_SECRET": "secret",
+    }
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--tag", "oauth_client"],
+        cwd=repo_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "oauth_client.E002" in result.stderr and "is not an https URL" in result.stderr
+
+
+class MyAuthMiddleware(AuthenticationMiddleware):
+    pass
+
+
+class MyOAuthMiddleware(OAuthSessionMiddleware):
+    pass
