@@ -56,8 +56,13 @@ fmt: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks (printed figures, not tests; PostgreSQL via DATABASE_URL, default oauthsite_bench): docs/benchmarks.md.
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+# 200 simulated users for 2 minutes against gunicorn ×4 and 10-second tokens (LOAD_ARGS="--users 20 ...").
+load: venv
+	$(PY) bench/load.py $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .run db.sqlite3 idp.sqlite3

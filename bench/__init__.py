@@ -1,0 +1,1 @@
+"""Benchmarks and the load run (`make bench`, `make load`). Not part of the product; see docs/benchmarks.md."""

@@ -1,0 +1,53 @@
+"""The control for benchmark (1): the profile page's work with plain Django session authentication.
+
+`plain_profile` renders the same template as `accounts.views.profile`, with a context of the same shape and
+size, for a user signed in with Django's ModelBackend (no OAuth session key, so the OAuth middleware returns
+after one dict lookup). What it does not do is exactly what the benchmark measures: read and decrypt the
+token record, check expiry, and build the TokenSet.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from oauth_client.store import TokenSet
+
+
+@login_required
+def plain_profile(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    now = timezone.now()
+    claims = {
+        "iss": "http://127.0.0.1/o",
+        "sub": str(user.pk),
+        "aud": "demo-site",
+        "exp": int((now + timedelta(minutes=10)).timestamp()),
+        "iat": int(now.timestamp()),
+        "auth_time": int(now.timestamp()),
+        "nonce": "n" * 43,
+        "at_hash": "h" * 22,
+        "jti": "j" * 36,
+        "name": user.get_full_name(),
+        "given_name": user.first_name,
+        "family_name": user.last_name,
+        "preferred_username": user.get_username(),
+        "email": user.email,
+        "email_verified": True,
+    }
+    tokens = TokenSet(
+        access_token="",
+        id_token="",
+        claims=claims,
+        access_expires_at=now + timedelta(minutes=10),
+        id_token_expires_at=now + timedelta(minutes=10),
+        refresh_expires_at=None,
+        scopes=frozenset({"openid", "profile", "email", "offline_access"}),
+        last_refreshed_at=None,
+        has_refresh_token=True,
+    )
+    return render(request, "accounts/profile.html", {"tokens": tokens, "claims": sorted(claims.items())})
