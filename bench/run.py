@@ -117,7 +117,7 @@ def wsgi_caller(path: str, session_id: str) -> Callable[[], int]:
 
 
 def bench_throughput(site_url: str, oauth_sid: str, plain_sid: str, rounds: int, seconds: float) -> dict[str, Any]:
-    variants = {"oauth": ("/account/", oauth_sid), "plain": ("/bench/plain-profile/", plain_sid)}
+    variants = {"oauth": ("/bench/oauth-profile/", oauth_sid), "plain": ("/bench/plain-profile/", plain_sid)}
     http: dict[str, list[float]] = {"oauth": [], "plain": []}
     failures = 0
     for path, sid in variants.values():  # warm up every worker (discovery, JWKS, templates)
@@ -193,7 +193,7 @@ def bench_stampede(
     for _ in range(rounds):
         expire(record_pk)
         before = provider.count_refresh_tokens()
-        answers = stampede(site_url + "/account/", browser.cookies, n)
+        answers = stampede(site_url + "/bench/oauth-profile/", browser.cookies, n)
         results.append(
             {
                 "grants": provider.count_refresh_tokens() - before,
@@ -218,9 +218,9 @@ def bench_refresh_overhead(
         expire(record_pk)
         log.mark()
         t0 = time.perf_counter()
-        r1 = browser.get(site_url + "/account/", allow_redirects=False, timeout=HTTP_TIMEOUT)
+        r1 = browser.get(site_url + "/bench/oauth-profile/", allow_redirects=False, timeout=HTTP_TIMEOUT)
         t1 = time.perf_counter()
-        r2 = browser.get(site_url + "/account/", allow_redirects=False, timeout=HTTP_TIMEOUT)
+        r2 = browser.get(site_url + "/bench/oauth-profile/", allow_redirects=False, timeout=HTTP_TIMEOUT)
         t2 = time.perf_counter()
         if r1.status_code != 200 or r2.status_code != 200:
             raise RuntimeError(f"profile answered {r1.status_code}/{r2.status_code}")

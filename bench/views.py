@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from oauth_client import get_tokens, oauth_login_required
 from oauth_client.store import TokenSet
 
 
@@ -51,3 +52,11 @@ def plain_profile(request: HttpRequest) -> HttpResponse:
         has_refresh_token=True,
     )
     return render(request, "accounts/profile.html", {"tokens": tokens, "claims": sorted(claims.items())})
+
+
+@oauth_login_required
+def oauth_profile(request: HttpRequest) -> HttpResponse:
+    """The OAuth side of benchmark (1): the profile page's token work (`get_tokens`, template) without its
+    userinfo call, which is a network round trip to the provider and not what the benchmark compares."""
+    tokens = get_tokens(request)
+    return render(request, "accounts/profile.html", {"tokens": tokens, "claims": sorted(tokens.claims.items())})

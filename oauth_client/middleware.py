@@ -34,10 +34,10 @@ class OAuthSessionMiddleware:
         # Sessions without our key (anonymous, or staff signed in with a password) are not ours to manage.
         if store.SESSION_KEY not in request.session:
             return None
+        record = store.load(request)  # loads request.user too (one query for both)
         if not request.user.is_authenticated:
             request.session.pop(store.SESSION_KEY, None)
             return None
-        record = store.load(request)
         if record is None:
             # Ended elsewhere: by an admin, another of the user's sessions, or back-channel logout.
             logout(request)

@@ -23,6 +23,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from oauth_client import client, signals
+from oauth_client.backends import preloaded_user
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
@@ -93,8 +94,12 @@ def load(request: HttpRequest) -> OAuthSession | None:
     record_id = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
     record = None
     if record_id:
-        record = OAuthSession.objects.filter(pk=record_id, ended_at__isnull=True).first()
-        if record is not None and record.user_id != getattr(request.user, "pk", None):
+        record = OAuthSession.objects.select_related("user").filter(pk=record_id, ended_at__isnull=True).first()
+        # The record brings its user along: if request.user is still lazy, Django's get_user takes it from
+        # OAuthBackend instead of querying again (and still verifies the session's auth hash).
+        with preloaded_user(record.user if record is not None else None):
+            user_pk = getattr(request.user, "pk", None)
+        if record is not None and record.user_id != user_pk:
             record = None
     setattr(request, _REQUEST_CACHE, record)
     return record

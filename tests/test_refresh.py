@@ -54,6 +54,9 @@ def test_fresh_tokens_cost_one_read_and_no_network(site, monkeypatch):
         assert client.get("/ext/whoami/").status_code == 200
     ours = [q["sql"] for q in queries.captured_queries if "oauth_client_oauthsession" in q["sql"]]
     assert len(ours) == 1 and ours[0].lstrip().upper().startswith("SELECT")
+    # The user comes with the record: an OAuth request costs no more queries than a plain Django one
+    # (session + user), and Django still checked the session auth hash on that user.
+    assert len(queries.captured_queries) == 2, [q["sql"] for q in queries.captured_queries]
 
 
 def test_tokens_due_within_leeway_are_refreshed(site):

@@ -141,3 +141,13 @@ def test_two_tabs_can_sign_in_at_once(site):
     assert resp.url == site.url + "/account/", resp.text[:500]
     # The newer sign-in replaced the older record; exactly one is active.
     assert OAuthSession.objects.filter(ended_at__isnull=True).count() == 1
+
+
+def test_session_auth_hash_is_still_verified(site):
+    """The user loaded with the token record still goes through Django's session-hash check."""
+    browser = site.signed_in_browser()
+    user = OAuthSession.objects.get().user
+    user.set_password("changed-elsewhere")  # changes the session auth hash, as a password reset would
+    user.save()
+    resp = browser.get(site.url + "/account/", allow_redirects=False)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/oauth/login/")
