@@ -1,0 +1,46 @@
+"""A short, human description of a device from its User-Agent header ("Firefox on Windows").
+
+Deliberately small: enough for a person to recognise their own devices, not device analytics. Order matters,
+because most browsers also claim to be the ones they descend from (Edge says Chrome, Chrome says Safari).
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.utils.translation import gettext as _
+
+_BROWSERS = (
+    (re.compile(r"\bEdg(?:e|A|iOS)?/"), "Edge"),
+    (re.compile(r"\bOPR/|\bOpera\b"), "Opera"),
+    (re.compile(r"\bSamsungBrowser/"), "Samsung Internet"),
+    (re.compile(r"\bFirefox/|\bFxiOS/"), "Firefox"),
+    (re.compile(r"\bChrome/|\bCriOS/|\bChromium/"), "Chrome"),
+    (re.compile(r"\bVersion/[\d.]+.*\bSafari/"), "Safari"),
+    (re.compile(r"^curl/"), "curl"),
+    (re.compile(r"^python-requests/"), "Python requests"),
+)
+_SYSTEMS = (
+    (re.compile(r"\b(?:iPhone|iPad|iPod)\b"), "iOS"),
+    (re.compile(r"\bAndroid\b"), "Android"),
+    (re.compile(r"\bCrOS\b"), "ChromeOS"),
+    (re.compile(r"\bWindows\b"), "Windows"),
+    (re.compile(r"\bMac OS X\b|\bMacintosh\b"), "macOS"),
+    (re.compile(r"\bLinux\b"), "Linux"),
+)
+
+
+def _first(patterns: tuple[tuple[re.Pattern[str], str], ...], text: str) -> str | None:
+    for pattern, name in patterns:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def describe(user_agent: str) -> str:
+    """Say "Firefox on Linux", "Safari", "Android", or "Unknown device"."""
+    ua = (user_agent or "")[:300]
+    browser, system = _first(_BROWSERS, ua), _first(_SYSTEMS, ua)
+    if browser and system:
+        return _("%(browser)s on %(system)s") % {"browser": browser, "system": system}
+    return browser or system or _("Unknown device")
