@@ -6,6 +6,7 @@ Public API (see docs/api.md):
     from oauth_client import oauth_login_required, refresh_tokens
     from oauth_client import OAuthLoginRequiredMixin, RefreshTokensMixin
     from oauth_client import ReauthenticationRequired, TokenRefreshUnavailable, TokenSet
+    from oauth_client import SessionListView  # "your sessions" page, mount it where you like
     from oauth_client import signals
 """
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
     from oauth_client.mixins import OAuthLoginRequiredMixin, RefreshTokensMixin
     from oauth_client.store import TokenSet
+    from oauth_client.user_sessions import SessionListView
 
 # Exports resolve lazily so that `import oauth_client` works before Django's app registry is ready.
 _EXPORTS = {
@@ -34,6 +36,7 @@ _EXPORTS = {
     "ReauthenticationRequired": "oauth_client.exceptions",
     "TokenRefreshUnavailable": "oauth_client.exceptions",
     "TokenSet": "oauth_client.store",
+    "SessionListView": "oauth_client.user_sessions",
 }
 
 __all__ = sorted(_EXPORTS)
