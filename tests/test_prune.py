@@ -215,3 +215,19 @@ def test_rows_locked_by_another_run_are_skipped_not_waited_for(site, django_user
         thread.join(timeout=60)
     assert prune.run(batch_size=10).ended_session_gone == 1
     assert not OAuthSession.objects.active().exists()
+
+
+def test_prune_asks_the_session_engine_when_sessions_are_not_in_the_database(site, settings, django_user_model):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+    from django.contrib.sessions.backends.cache import SessionStore
+
+    live = SessionStore()
+    live["x"] = 1
+    live.save()
+    user = django_user_model.objects.create_user("someone")
+    kept = _record(user, session_key=live.session_key)
+    gone = _record(user, session_key="evicted-from-the-cache")
+
+    assert prune.run().ended_session_gone == 1
+    assert OAuthSession.objects.get(pk=kept.pk).is_active
+    assert OAuthSession.objects.get(pk=gone.pk).ended_reason == OAuthSession.EndReason.SESSION_GONE
