@@ -20,17 +20,15 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from oauth_client import events, store
 from oauth_client.conf import oauth_settings
+from oauth_client.humanize import describe, relative
 from oauth_client.models import OAuthIdentity, OAuthSession
-from oauth_client.useragent import describe
 
 try:  # Django 6.1+: the action is also offered on each session's page.
     from django.contrib.admin import ActionLocation
@@ -48,21 +46,6 @@ def masked(token: str) -> str:
     if not token:
         return "—"
     return f"{token[:4]}*****MASKED*****" if len(token) >= 16 else "*****MASKED*****"
-
-
-def relative(moment: datetime | None, now: datetime | None = None, *, expiry: bool = False) -> SafeString | str:
-    """Say "in 3 minutes" / "expired 2 hours ago" (or "2 hours ago"), with the exact time as a tooltip."""
-    if moment is None:
-        return "—"
-    now = now or timezone.now()
-    if moment > now:
-        text = _("in %(time)s") % {"time": timeuntil(moment, now, depth=1)}
-    elif expiry:
-        text = _("expired %(time)s ago") % {"time": timesince(moment, now, depth=1)}
-    else:
-        text = _("%(time)s ago") % {"time": timesince(moment, now, depth=1)}
-    exact = date_format(timezone.localtime(moment), "DATETIME_FORMAT")
-    return format_html('<time datetime="{}" title="{}">{}</time>', moment.isoformat(), exact, text)
 
 
 def has_refresh(record: OAuthSession) -> bool:

@@ -77,8 +77,8 @@ class OAuthSession(models.Model):
     class State(models.TextChoices):
         ACTIVE = "active", _("Active")
         # Past expiry but still refreshable: the next request of that browser refreshes the tokens.
-        GRACE = "grace", _("Grace (tokens expired, refreshed on the next request)")
-        EXPIRED = "expired", _("Expired (cannot be refreshed)")
+        GRACE = "grace", _("Grace: refresh due")
+        EXPIRED = "expired", _("Expired: cannot refresh")
         ENDED = "ended", _("Ended")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

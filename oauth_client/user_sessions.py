@@ -22,8 +22,8 @@ from django.views.decorators.cache import never_cache
 
 from oauth_client import responses, store
 from oauth_client.decorators import oauth_login_required
+from oauth_client.humanize import describe, relative
 from oauth_client.models import OAuthSession
-from oauth_client.useragent import describe
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,14 @@ class SessionRow:
     last_active: datetime
     issuer: str
     current: bool
+
+    @property
+    def started_text(self) -> str:
+        return relative(self.started)
+
+    @property
+    def last_active_text(self) -> str:
+        return relative(self.last_active)
 
 
 def _active_sessions(request: HttpRequest) -> list[OAuthSession]:

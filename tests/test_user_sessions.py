@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from oauth_client.humanize import describe
 from oauth_client.models import OAuthSession
-from oauth_client.useragent import describe
 from tests.browser import Browser, forms
 from tests.session_helpers import FIREFOX_LINUX, is_signed_in, signed_in_as
 
