@@ -165,9 +165,15 @@ def test_activity_chart_counts_refreshes_and_failures(site, superuser_client):
     assert '<strong id="oauth-refresh-failures">1</strong>' in html
     assert '<strong id="oauth-active-sessions">0</strong>' in html
     assert "<svg" in html and 'class="bar-refresh"' in html and 'class="bar-refresh_failed"' in html
-    # The bar of the current hour has height; the SVG uses decimal points, whatever the language.
+    # One bar has height, in the current hour (or the one before, if the hour just turned); the SVG uses
+    # decimal points, whatever the language.
     heights = [float(h) for h in re.findall(r'class="bar-refresh" [^>]*height="([\d.]+)"', html)]
-    assert len(heights) == 24 and heights[-1] > 0 and sum(heights[:-1]) == 0
+    assert len(heights) == 24 and [h > 0 for h in heights].count(True) == 1 and max(heights[-2:]) > 0
+    french = superuser_client.get(reverse(CHANGELIST), headers={"Accept-Language": "fr-ca"}).content.decode()
+    assert 'lang="fr-ca"' in french
+    assert re.findall(r'class="bar-refresh" [^>]*height="([\d.]+)"', french) == re.findall(
+        r'class="bar-refresh" [^>]*height="([\d.]+)"', html
+    )
 
 
 @pytest.mark.parametrize(
