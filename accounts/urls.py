@@ -1,6 +1,7 @@
 from django.urls import path
 
 from accounts import views
+from oauth_client import SessionListView
 
 app_name = "accounts"
 
@@ -8,4 +9,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("account/", views.profile, name="profile"),
     path("account/sensitive/", views.sensitive, name="sensitive"),
+    path("account/sessions/", SessionListView.as_view(), name="sessions"),
 ]

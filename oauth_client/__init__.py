@@ -7,6 +7,7 @@ Public API (see docs/api.md):
     from oauth_client import OAuthLoginRequiredMixin, RefreshTokensMixin
     from oauth_client import OAuthClientError, ReauthenticationRequired, TokenRefreshUnavailable, TokenSet
     from oauth_client import UserRejected  # for USER_MAPPER hooks
+    from oauth_client import SessionListView  # "your sessions" page, mount it where you like
     from oauth_client import signals
 """
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from oauth_client.exceptions import OAuthClientError, ReauthenticationRequired, TokenRefreshUnavailable
     from oauth_client.mixins import OAuthLoginRequiredMixin, RefreshTokensMixin
     from oauth_client.store import TokenSet
+    from oauth_client.user_sessions import SessionListView
     from oauth_client.users import UserRejected
 
 # Exports resolve lazily so that `import oauth_client` works before Django's app registry is ready.
@@ -43,6 +45,7 @@ _EXPORTS = {
     "TokenSet": "oauth_client.store",
     "UserRejected": "oauth_client.users",
     "signals": "oauth_client.signals",
+    "SessionListView": "oauth_client.user_sessions",
 }
 
 __all__ = sorted(_EXPORTS)

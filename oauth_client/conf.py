@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
         "EdDSA",
     ],
     "CLOCK_LEEWAY": 60,
+    # Back-channel logout tokens issued longer ago than this are refused (whatever their exp), which also
+    # bounds how long their jti must be remembered to refuse replays.
+    "LOGOUT_TOKEN_MAX_AGE": 600,
     # Discovery and JWKS cache.
     "DISCOVERY_CACHE_SECONDS": 3600,
     "JWKS_MIN_REFETCH_SECONDS": 60,
@@ -64,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "LOCK_TIMEOUT": 10,
     # Throttle for the "last seen" timestamp written on the token record.
     "LAST_SEEN_INTERVAL": 300,
+    # Most sessions one run of the admin's "end sessions" action ends (each is a revocation call).
+    "ADMIN_END_LIMIT": 100,
     # Fernet keys for tokens at rest, newest first; empty = one key derived from SECRET_KEY.
     "ENCRYPTION_KEYS": [],
     # Extension hooks (dotted paths).

@@ -12,6 +12,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -38,6 +40,27 @@ class OAuthSessionQuerySet(models.QuerySet["OAuthSession"]):
     def active(self) -> OAuthSessionQuerySet:
         return self.filter(ended_at__isnull=True)
 
+    def in_state(self, state: str, now: datetime | None = None) -> OAuthSessionQuerySet:
+        """Records in `state` (an `OAuthSession.State`), with the same rules as `OAuthSession.state_at`."""
+        now = now or timezone.now()
+        # The first of the access and ID token expiries, as in OAuthSession.expires_at.
+        qs = self.alias(
+            first_expiry=Least("access_expires_at", Coalesce("id_token_expires_at", "access_expires_at")),
+        )
+        refresh_expired = Q(refresh_expires_at__lte=now)
+        no_refresh_token = Q(refresh_token="")
+        if state == OAuthSession.State.ENDED:
+            return qs.filter(ended_at__isnull=False)
+        qs = qs.filter(ended_at__isnull=True)
+        if state == OAuthSession.State.EXPIRED:
+            return qs.filter(refresh_expired | (no_refresh_token & Q(first_expiry__lte=now)))
+        qs = qs.exclude(refresh_expired)
+        if state == OAuthSession.State.ACTIVE:
+            return qs.filter(first_expiry__gt=now)
+        if state == OAuthSession.State.GRACE:
+            return qs.filter(first_expiry__lte=now).exclude(no_refresh_token)
+        return qs.none()
+
 
 class OAuthSession(models.Model):
     class EndReason(models.TextChoices):
@@ -50,6 +73,13 @@ class OAuthSession(models.Model):
         BACKCHANNEL = "backchannel", _("Back-channel logout from the provider")
         EXPIRED = "expired", _("Expired")
         SESSION_GONE = "session_gone", _("Browser session ended")
+
+    class State(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        # Past expiry but still refreshable: the next request of that browser refreshes the tokens.
+        GRACE = "grace", _("Grace: refresh due")
+        EXPIRED = "expired", _("Expired: cannot refresh")
+        ENDED = "ended", _("Ended")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oauth_sessions")
@@ -92,7 +122,10 @@ class OAuthSession(models.Model):
             models.Index(fields=["issuer", "subject"], name="oauth_sess_iss_sub"),
             models.Index(fields=["user", "ended_at"], name="oauth_sess_user_ended"),
             models.Index(fields=["refresh_expires_at"], name="oauth_sess_refresh_exp"),
+            # The admin sorts by these (created_at and last_refreshed_at have their own db_index).
+            models.Index(fields=["last_seen_at"], name="oauth_sess_last_seen"),
         ]
+        permissions = [("end_oauthsession", _("Can end sessions and revoke their tokens at the provider"))]
 
     def __str__(self) -> str:
         return f"{self.user} ({self.issuer})"
@@ -111,3 +144,58 @@ class OAuthSession(models.Model):
     @property
     def has_refresh_token(self) -> bool:
         return bool(self.refresh_token)
+
+    def state_at(self, now: datetime | None = None, *, has_refresh_token: bool | None = None) -> str:
+        """This record's `State`. Pass `has_refresh_token` when the token columns were not loaded."""
+        now = now or timezone.now()
+        if self.ended_at is not None:
+            return self.State.ENDED
+        if self.refresh_expires_at is not None and self.refresh_expires_at <= now:
+            return self.State.EXPIRED
+        if self.expires_at > now:
+            return self.State.ACTIVE
+        if not (self.has_refresh_token if has_refresh_token is None else has_refresh_token):
+            return self.State.EXPIRED
+        return self.State.GRACE
+
+
+class OAuthEvent(models.Model):
+    """What happened to sessions, for the admin's activity chart (written by receivers of our signals)."""
+
+    class Kind(models.TextChoices):
+        LOGIN = "login", _("Sign-in")
+        REFRESH = "refresh", _("Token refresh")
+        REFRESH_FAILED = "refresh_failed", _("Refresh failure")
+        ENDED = "ended", _("Session ended")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    session = models.ForeignKey(OAuthSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    # End reason or error class; never a token or a provider message.
+    detail = models.CharField(_("detail"), max_length=100, blank=True)
+
+    class Meta:
+        verbose_name = _("session event")
+        verbose_name_plural = _("session events")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class UsedLogoutToken(models.Model):
+    """The `jti` of every accepted back-channel logout token, until it would be rejected as too old anyway.
+
+    A table rather than the cache: the unique constraint refuses a replay atomically across processes and
+    hosts, which a per-process LocMemCache cannot."""
+
+    # sha256(issuer NUL jti): fixed length, and jti values of different issuers cannot collide.
+    key = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("used logout token")
+        verbose_name_plural = _("used logout tokens")
+
+    def __str__(self) -> str:
+        return self.key[:12]

@@ -341,20 +341,23 @@ def end(
     ended_by: str = "",
     revoke: bool = True,
     delete_session: bool = True,
-) -> None:
+) -> bool | None:
     """End a session for good: revoke its refresh token at the provider, discard the tokens, and delete
-    the browser's Django session so its next request is signed out."""
+    the browser's Django session so its next request is signed out.
+
+    Returns None when there was nothing to end (already ended or gone), else whether the provider
+    confirmed the revocation."""
     with transaction.atomic():
         current = OAuthSession.objects.select_for_update().filter(pk=record.pk).first()
         if current is None or current.ended_at is not None:
-            return
+            return None
         refresh_token, access_token = current.refresh_token, current.access_token
         _end(current, reason, ended_by)
-    if revoke:
-        revoke_tokens(refresh_token, access_token)
+    revoked = revoke_tokens(refresh_token, access_token) if revoke else False
     if delete_session and current.session_key:
         session_store(current.session_key).delete()
     signals.oauth_session_ended.send(OAuthSession, record=current, reason=reason, ended_by=ended_by)
+    return revoked
 
 
 def revoke_tokens(refresh_token: str, access_token: str = "") -> bool:

@@ -136,10 +136,10 @@ def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, An
         leeway=leeway,
     )
     exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int | float) or exp < now - leeway):
+    if exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or exp < now - leeway):
         raise TokenValidationError("logout token has expired")
-    iat = claims["iat"]
-    if iat < now - 600 - leeway and exp is None:
+    # Too old is too old even with a distant exp: this bounds how long a jti must be kept to refuse replays.
+    if claims["iat"] < now - int(oauth_settings.LOGOUT_TOKEN_MAX_AGE) - leeway:
         raise TokenValidationError("logout token is too old")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise TokenValidationError("logout token has no jti")
