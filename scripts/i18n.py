@@ -95,11 +95,18 @@ def _is_translated(string: Any) -> bool:
 
 def translations(catalog: Catalog) -> dict[Key, Any]:
     """What a compiled catalogue must contain: every translated, non-fuzzy entry."""
-    return {(m.context, m.id): m.string for m in catalog if m.id and not m.fuzzy and _is_translated(m.string)}
+    # Plural entries: babel's read_po gives tuples, read_mo lists; keys and values must compare equal.
+    return {
+        (m.context, tuple(m.id) if isinstance(m.id, list | tuple) else m.id): (
+            tuple(m.string) if isinstance(m.string, list | tuple) else m.string
+        )
+        for m in catalog
+        if m.id and not m.fuzzy and _is_translated(m.string)
+    }
 
 
 def msgids(catalog: Catalog) -> set[Key]:
-    return {(m.context, m.id) for m in catalog if m.id}
+    return {(m.context, tuple(m.id) if isinstance(m.id, list | tuple) else m.id) for m in catalog if m.id}
 
 
 PLACEHOLDER = re.compile(r"%(?:\((\w+)\))?[-#0 +]*\d*(?:\.\d+)?[sdifr%]")
@@ -349,6 +356,9 @@ class _VisibleText(HTMLParser):
             self.found.append((self.getpos()[0], data.strip()))
 
 
+CODE_BLOCKS = {"bodyclass", "extrastyle", "extrahead"}
+
+
 def template_text_problems(source: str) -> list[tuple[int, str]]:
     """(line, text) for each piece of text a template shows that is not marked for translation."""
     from django.template.base import Lexer, TokenType
@@ -373,6 +383,8 @@ def template_text_problems(source: str) -> list[tuple[int, str]]:
             continue
         if token.token_type is TokenType.BLOCK and words and words[0] in SKIPPED_BLOCKS:
             closing = SKIPPED_BLOCKS[words[0]]
+        elif token.token_type is TokenType.BLOCK and words[:1] == ["block"] and words[1:2] and words[1] in CODE_BLOCKS:
+            closing = "endblock"  # the admin's CSS-class and <head> blocks hold no text a person reads
         parts.append(token.contents if token.token_type is TokenType.TEXT else blank)
     parser = _VisibleText()
     parser.feed("".join(parts))
