@@ -87,6 +87,20 @@ def _error_from(resp: http.Response) -> Exception:
     return ProviderError(error, description, resp.status)
 
 
+# The longest lifetime we store: 2**31 - 1 seconds (~68 years, the usual "never expires"), which keeps
+# now + lifetime a representable date; a provider sending more is sending nonsense.
+MAX_LIFETIME = 2**31 - 1
+
+
+def _optional_lifetime(value: Any) -> int | None:
+    """An advisory lifetime (refresh_expires_in): digits or a number within MAX_LIFETIME, else ignored."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_LIFETIME:
+        return value
+    return None
+
+
 def _parse_token_response(resp: http.Response) -> TokenResponse:
     if resp.status != 200:
         raise _error_from(resp)
@@ -106,10 +120,12 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
         # Some providers send it as a string ("3600"); anything else is malformed.
         try:
             expires_in = int(expires_in)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidResponse("token response expires_in is not a number") from None
         if expires_in <= 0:
             raise InvalidResponse("token response expires_in is not positive")
+        if expires_in > MAX_LIFETIME:
+            raise InvalidResponse("token response expires_in is out of range")
     for name in ("id_token", "refresh_token", "scope"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise InvalidResponse(f"token response {name} is not a string")
@@ -119,9 +135,7 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
         expires_in=expires_in,
         id_token=data.get("id_token") or None,
         refresh_token=data.get("refresh_token") or None,
-        refresh_expires_in=int(refresh_expires_in)
-        if isinstance(refresh_expires_in, int | str) and str(refresh_expires_in).isdigit()
-        else None,
+        refresh_expires_in=_optional_lifetime(refresh_expires_in),
         scope=data.get("scope"),
         extra={k: v for k, v in data.items() if k not in ("access_token", "id_token", "refresh_token")},
     )

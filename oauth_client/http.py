@@ -3,7 +3,6 @@ bounded retries with backoff and jitter for failures that are known to be safe t
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -14,6 +13,7 @@ from typing import Any
 import requests
 import urllib3
 
+from oauth_client import strictjson
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import InvalidResponse, TransientProviderError
 
@@ -80,7 +80,7 @@ class Response:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body)
+            return strictjson.loads(self.body)
         except ValueError as exc:
             raise InvalidResponse(f"HTTP {self.status}: response is not JSON") from exc
 

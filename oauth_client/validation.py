@@ -7,19 +7,20 @@ verification, so `alg: none` and HS256-signed-with-the-public-key tokens are ref
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Any
 
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
-from oauth_client import discovery
+from oauth_client import discovery, strictjson
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import TokenValidationError
 
 _KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel_logout"
+# 9999-12-31T23:59:59Z: the last NumericDate a datetime can hold (expiries are stored as datetimes).
+MAX_NUMERIC_DATE = 253402300799
 
 
 def _candidate_keys(keyset: jwk.JWKSet, kid: str | None, kty: str) -> list[jwk.JWK]:
@@ -39,7 +40,7 @@ def verify_signature(raw: str) -> dict[str, Any]:
     try:
         token.deserialize(raw)
         header = token.jose_header
-    except (JWException, ValueError, TypeError) as exc:
+    except (JWException, ValueError, TypeError, RecursionError) as exc:
         raise TokenValidationError("token is malformed") from exc
     alg = header.get("alg") if isinstance(header, dict) else None
     if not isinstance(alg, str) or alg not in oauth_settings.ALLOWED_ALGORITHMS or alg[:2] not in _KTY_FOR_ALG_PREFIX:
@@ -62,12 +63,22 @@ def verify_signature(raw: str) -> dict[str, Any]:
     token.allowed_algs = [alg]
     try:
         token.verify(keys[0], alg=alg)
-        claims = json.loads(token.payload)
+        claims = strictjson.loads(token.payload)
     except (JWException, ValueError, TypeError) as exc:
         raise TokenValidationError("token signature is invalid") from exc
     if not isinstance(claims, dict):
         raise TokenValidationError("token payload is not a JSON object")
     return claims
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim (RFC 7519 §2), or None when absent; anything that is not a date we can store is refused."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_NUMERIC_DATE:
+        raise TokenValidationError(f"token {name} is not a valid date")
+    return value
 
 
 def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: float, leeway: int) -> None:
@@ -82,8 +93,8 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
         raise TokenValidationError("token has several audiences and no azp")
     if azp is not None and azp != client_id:
         raise TokenValidationError("token azp is not this client")
-    iat = claims.get("iat")
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
+    iat = _numeric_date(claims, "iat")
+    if iat is None:
         raise TokenValidationError("token has no valid iat")
     if iat > now + leeway:
         raise TokenValidationError("token was issued in the future")
@@ -109,8 +120,8 @@ def validate_id_token(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 255:
         raise TokenValidationError("token has no valid sub")
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
+    exp = _numeric_date(claims, "exp")
+    if exp is None:
         raise TokenValidationError("token has no valid exp")
     if exp < now - leeway:
         raise TokenValidationError("token has expired")
@@ -135,8 +146,8 @@ def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, An
         now=now,
         leeway=leeway,
     )
-    exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or exp < now - leeway):
+    exp = _numeric_date(claims, "exp")
+    if exp is not None and exp < now - leeway:
         raise TokenValidationError("logout token has expired")
     # Too old is too old even with a distant exp: this bounds how long a jti must be kept to refuse replays.
     if claims["iat"] < now - int(oauth_settings.LOGOUT_TOKEN_MAX_AGE) - leeway:
