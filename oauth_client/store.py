@@ -27,6 +27,7 @@ from oauth_client.backends import preloaded_user
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
+    ConfigurationError,
     InvalidClient,
     InvalidGrant,
     InvalidResponse,
@@ -263,7 +264,7 @@ def refresh(
                     if updated != 1:
                         raise TokenRefreshUnavailable("token record changed during refresh")
                     refreshed = True
-    except (TransientProviderError, InvalidResponse, ProviderError) as exc:
+    except (TransientProviderError, InvalidResponse, ProviderError, ConfigurationError) as exc:
         logger.warning("token refresh failed, session kept (%s): %s", type(exc).__name__, exc)
         signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
         raise TokenRefreshUnavailable(str(exc)) from None

@@ -205,10 +205,12 @@ class CallbackView(View):
         state = params.get("state", "")
         attempt = pop_attempt(request, state) if state else None
         error = params.get("error", "")[:100]
-        if error:
-            logger.info("provider returned an error at sign-in: %s", error)
+        if error and attempt is not None:
+            logger.info("provider returned an error at sign-in: %r", error)
             return self.provider_refused(request, error, params.get("error_description", "")[:300])
         if attempt is None:
+            # Also for an error response: one that answers no sign-in of this browser may be a forged link,
+            # so its text (attacker-chosen) is not shown.
             return self.fail(
                 request,
                 _("This sign-in link is invalid, expired or was already used. Please sign in again."),
@@ -232,6 +234,16 @@ class CallbackView(View):
                 request,
                 _("The identity provider cannot be reached right now. Please try again in a moment."),
                 status=503,
+                code="provider_unavailable",
+            )
+        except ConfigurationError as exc:
+            # E.g. the provider takes none of our client authentication methods: not the person's fault.
+            logger.error("sign-in failed, client configuration does not fit the provider: %s", exc)
+            return responses.error_response(
+                request,
+                status=503,
+                title=_("Sign-in is unavailable"),
+                message=_("The identity provider cannot be reached right now. Please try again in a moment."),
                 code="provider_unavailable",
             )
         except UserRejected as exc:
