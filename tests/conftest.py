@@ -9,6 +9,7 @@ import pytest
 from django.core.cache import cache
 
 from tests.browser import Browser
+from tests.hostile import HostileProvider
 from tests.provider import EmbeddedProvider
 
 POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
@@ -64,6 +65,34 @@ def site(live_server, provider: EmbeddedProvider, settings) -> Site:  # type: ig
     settings.OAUTH_CLIENT = client_settings(provider)
     cache.clear()
     return Site(url=live_server.url, provider=provider)
+
+
+@dataclass
+class HostileSite:
+    url: str
+    op: HostileProvider
+
+    def sign_in(self, browser: Browser | None = None, next_url: str | None = None):  # type: ignore[no-untyped-def]
+        """Site → /oauth/login/ → the hostile provider's authorize → callback, following every redirect.
+        The hostile provider needs no password or consent: it answers /authorize at once."""
+        browser = browser or Browser()
+        params = {"next": next_url} if next_url else None
+        return browser.get(f"{self.url}/oauth/login/", params=params)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileProvider]:
+    """A provider that behaves until told to misbehave (tests/hostile.py), fresh keys for every test."""
+    with HostileProvider() as op:
+        yield op
+
+
+@pytest.fixture
+def hostile_site(live_server, hostile: HostileProvider, settings) -> HostileSite:  # type: ignore[no-untyped-def]
+    """The demo site in a live server, configured as a client of the hostile provider."""
+    settings.OAUTH_CLIENT = hostile.client_settings()
+    cache.clear()
+    return HostileSite(url=live_server.url, op=hostile)
 
 
 def repo_root() -> Path:
