@@ -1,8 +1,10 @@
 """Provider metadata (OpenID Connect Discovery 1.0) and signing keys (JWKS), cached.
 
 Both live in Django's cache (shared by every process) and in a small in-process memo, so a request with
-fresh tokens never touches the network. The JWKS is refetched when a token names an unknown `kid`, at most
-once per JWKS_MIN_REFETCH_SECONDS, so a stream of forged `kid`s cannot turn us into an amplifier.
+fresh tokens never touches the network. The JWKS is refetched when a token names an unknown `kid`; for tokens
+anyone can send us (logout tokens) at most once per JWKS_MIN_REFETCH_SECONDS, so a stream of forged `kid`s
+cannot turn us into an amplifier. Tokens we fetched ourselves from the token endpoint are exempt: only the
+provider chooses their `kid`, and a forged one must not stop the provider's new key from being picked up.
 """
 
 from __future__ import annotations
@@ -105,13 +107,15 @@ def _fetch_jwks() -> str:
     return keyset.export(private_keys=False)
 
 
-def get_jwks(*, refetch: bool = False) -> jwk.JWKSet:
-    """The provider's public keys. `refetch=True` (an unknown kid) goes to the network, rate-limited."""
+def get_jwks(*, refetch: bool = False, rate_limited: bool = True) -> jwk.JWKSet:
+    """The provider's public keys. `refetch=True` (an unknown kid) goes to the network, and with `rate_limited`
+    (a token from an untrusted channel) only if no refetch happened in the last JWKS_MIN_REFETCH_SECONDS."""
     key = _cache_key("jwks")
     raw: str | None = None
     if refetch:
         # cache.add is atomic across processes: only the first caller in the window refetches.
-        if _cache().add(_cache_key("jwks-refetch"), 1, oauth_settings.JWKS_MIN_REFETCH_SECONDS):
+        first_in_window = _cache().add(_cache_key("jwks-refetch"), 1, oauth_settings.JWKS_MIN_REFETCH_SECONDS)
+        if first_in_window or not rate_limited:
             raw = _fetch_jwks()
             _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
             _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
@@ -121,6 +125,9 @@ def get_jwks(*, refetch: bool = False) -> jwk.JWKSet:
                 oauth_settings.JWKS_MIN_REFETCH_SECONDS,
             )
             raw = _cache().get(key)
+            if raw is not None:
+                # Another process may have refetched: its keys replace this process's older memo.
+                _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
     if raw is None:
         raw = _memo_get(key) or _cache().get(key)
         if raw is None:

@@ -32,8 +32,12 @@ def _candidate_keys(keyset: jwk.JWKSet, kid: str | None, kty: str) -> list[jwk.J
     return keys
 
 
-def verify_signature(raw: str) -> dict[str, Any]:
-    """Verify a compact JWS against the provider's JWKS and return its claims (not yet checked)."""
+def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> dict[str, Any]:
+    """Verify a compact JWS against the provider's JWKS and return its claims (not yet checked).
+
+    `from_token_endpoint`: the token came in our own authenticated request to the provider, so an unknown
+    `kid` is the provider's (a key rotation) and may always refetch the JWKS; other tokens are rate-limited.
+    """
     if not isinstance(raw, str) or raw.count(".") != 2 or len(raw) > 64 * 1024:
         raise TokenValidationError("token is not a compact JWS")
     token = jws.JWS()
@@ -53,7 +57,8 @@ def verify_signature(raw: str) -> dict[str, Any]:
     keys = _candidate_keys(discovery.get_jwks(), kid, kty)
     if not keys and kid is not None:
         # The provider may have rotated its signing key since we cached the JWKS.
-        keys = _candidate_keys(discovery.get_jwks(refetch=True), kid, kty)
+        keyset = discovery.get_jwks(refetch=True, rate_limited=not from_token_endpoint)
+        keys = _candidate_keys(keyset, kid, kty)
     if not keys:
         raise TokenValidationError("no provider key matches the token")
     if kid is None and len(keys) > 1:
@@ -115,7 +120,8 @@ def validate_id_token(
     now = time.time() if now is None else now
     leeway = int(oauth_settings.CLOCK_LEEWAY)
     issuer = discovery.get_metadata()["issuer"]
-    claims = verify_signature(raw)
+    # This client only ever receives ID tokens from the token endpoint (code flow, refresh).
+    claims = verify_signature(raw, from_token_endpoint=True)
     _check_common(claims, issuer=issuer, client_id=oauth_settings.CLIENT_ID, now=now, leeway=leeway)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 255:
