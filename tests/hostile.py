@@ -267,7 +267,8 @@ class HostileProvider:
             params.get("client_id") != self.client_id
             or params.get("response_type") != "code"
             or params.get("code_challenge_method") != "S256"
-            or not params.get("redirect_uri", "").startswith("http://127.0.0.1:")
+            # Loopback live servers, and Django's in-process test client.
+            or not params.get("redirect_uri", "").startswith(("http://127.0.0.1:", "http://testserver/"))
         ):
             return Reply(400, b"bad authorization request", {"Content-Type": "text/plain"})
         code = secrets.token_urlsafe(24)
