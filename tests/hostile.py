@@ -152,6 +152,7 @@ class HostileProvider:
         self.discovery_overrides: dict[str, Any] = {}
         self.jwks_extra: list[dict[str, Any]] = []
         self.jwks_delay = 0.0
+        self.token_delay = 0.0  # seconds to sit on a token request before answering
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -303,6 +304,8 @@ class HostileProvider:
         grant_type = form.get("grant_type", "")
         with self._lock:
             self.grants.append(grant_type)
+        if self.token_delay:
+            time.sleep(self.token_delay)
         if self.token_outage is not None:
             return self.token_outage
         if not self._client_authenticated(headers, form):

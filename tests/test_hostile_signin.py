@@ -324,6 +324,20 @@ def test_token_endpoint_down_is_a_503_not_a_500(hostile_site, status):
     assert "cannot be reached" in resp.text
 
 
+@pytest.mark.parametrize("endpoint", ["token", "jwks"])
+def test_hanging_provider_is_a_503_in_bounded_time(hostile_site, endpoint):
+    """Read timeout 2 s, retry budget 3 s (hostile settings): the code exchange is not retried (a code is
+    single-use), the JWKS fetch is, within the budget; either way the person gets an answer in seconds."""
+    setattr(hostile_site.op, f"{endpoint}_delay", 8.0)
+    started = time.monotonic()
+    resp = hostile_site.sign_in()
+    elapsed = time.monotonic() - started
+    assert_refused(hostile_site, resp, status=503)
+    assert elapsed < 3.0 + 3  # the budget, plus slack for a busy machine; the provider would take 8 s+
+    if endpoint == "token":
+        assert hostile_site.op.grants == ["authorization_code"]
+
+
 def test_token_endpoint_failing_after_using_the_code_is_refused(hostile_site):
     """The provider spent the code, then answered 500: whatever the retry meets, a clear page, never a 500."""
     hostile_site.op.token_reply = lambda body: Reply(500, b"Internal Server Error", {"Content-Type": "text/plain"})
