@@ -225,7 +225,7 @@ def test_outage_during_refresh_keeps_the_session(hostile_site, case):
     resp = browser.get(hostile_site.url + "/account/", allow_redirects=False)
     elapsed = time.monotonic() - started
     assert resp.status_code == 200  # within grace: served with the last tokens
-    assert elapsed < 3.0 + 2  # HTTP_RETRY_BUDGET of the hostile settings, plus slack for a busy machine
+    assert elapsed < 3.0 + 4  # HTTP_RETRY_BUDGET of the hostile settings, plus slack for a busy machine
     after = active_record()
     assert after.is_active and after.refresh_token == before.refresh_token and after.refresh_count == 0
 

@@ -333,7 +333,7 @@ def test_hanging_provider_is_a_503_in_bounded_time(hostile_site, endpoint):
     resp = hostile_site.sign_in()
     elapsed = time.monotonic() - started
     assert_refused(hostile_site, resp, status=503)
-    assert elapsed < 3.0 + 3  # the budget, plus slack for a busy machine; the provider would take 8 s+
+    assert elapsed < 7  # the 3 s budget plus slack for a busy machine; waiting for the provider takes 8 s+
     if endpoint == "token":
         assert hostile_site.op.grants == ["authorization_code"]
 
