@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import requests
@@ -45,7 +46,9 @@ def provider_userinfo(request: HttpRequest) -> tuple[list[tuple[str, Any]] | Non
         return [], _("The userinfo endpoint answered HTTP %(status)d.") % {"status": response.status_code}
     try:
         data = response.json()
-    except ValueError:
+        # Lone surrogates cannot go into a UTF-8 page: the provider's answer is unusable, like non-JSON.
+        json.dumps(data, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError; RecursionError: absurd nesting
         data = None
     if not isinstance(data, dict):
         return [], _("The userinfo endpoint did not answer with JSON.")

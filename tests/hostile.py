@@ -339,7 +339,10 @@ class HostileProvider:
         if not auth.startswith("Bearer ") or auth[7:] not in self._access_tokens:
             return Reply(401, b"", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         info = {"sub": self.subject, "email": self.email, "given_name": "Alice", **self.userinfo_claims}
-        return Reply(200, {k: v for k, v in info.items() if v is not OMIT}, {"Content-Type": "application/json"})
+        body = json.dumps({k: v for k, v in info.items() if v is not OMIT}).encode()
+        # "DEEP" as a value stands for JSON nested far beyond any parser's recursion limit.
+        body = body.replace(b'"DEEP"', b"[" * 100_000 + b"]" * 100_000)
+        return Reply(200, body, {"Content-Type": "application/json"})
 
     def _route(self, method: str, path: str, query: dict[str, str], headers: Any, form: dict[str, str]) -> Reply:
         json_type = {"Content-Type": "application/json"}

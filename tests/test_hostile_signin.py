@@ -244,15 +244,24 @@ def test_userinfo_for_another_subject_is_refused(hostile_site, userinfo):
 
 
 @pytest.mark.parametrize(
-    "userinfo",
-    [{"nickname": "x\x00y"}, {"score": float("nan")}, {"nickname": "\ud800"}],
-    ids=["NUL", "NaN", "surrogate"],
+    ("userinfo", "displayable"),
+    [
+        ({"nickname": "x\x00y"}, True),
+        ({"score": float("nan")}, True),
+        ({"nickname": "\ud800"}, False),
+        ({"deep": "DEEP"}, False),
+    ],
+    ids=["NUL", "NaN", "surrogate", "nested too deeply"],
 )
-def test_unusable_userinfo_is_ignored(hostile_site, userinfo):
-    """Userinfo only adds claims: an answer that cannot be stored is dropped, the ID token alone signs in."""
+def test_unusable_userinfo_is_ignored(hostile_site, userinfo, displayable):
+    """Userinfo only adds claims: an answer that cannot be stored is dropped, the ID token alone signs in. The
+    profile page asks the userinfo endpoint again to show it: what cannot be shown (lone surrogates, absurd
+    nesting) is reported as unusable there, never a 500."""
     hostile_site.op.userinfo_claims = userinfo
-    assert_signed_in(hostile_site, hostile_site.sign_in(next_url="/account/"))
+    resp = hostile_site.sign_in(next_url="/account/")
+    assert_signed_in(hostile_site, resp)
     assert OAuthSession.objects.get().userinfo == {}
+    assert ("did not answer with JSON" in resp.text) is not displayable
 
 
 # -- token response ------------------------------------------------------------------------------------
