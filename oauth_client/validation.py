@@ -77,10 +77,11 @@ def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> dict[str
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
-    """A NumericDate claim (RFC 7519 §2), or None when absent; anything that is not a date we can store is refused."""
-    value = claims.get(name)
-    if value is None:
+    """A NumericDate claim (RFC 7519 §2), or None when absent; anything that is not a date we can store is refused
+    (null included: a claim that is present must be valid)."""
+    if name not in claims:
         return None
+    value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_NUMERIC_DATE:
         raise TokenValidationError(f"token {name} is not a valid date")
     return value
@@ -93,10 +94,9 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if client_id not in audiences:
         raise TokenValidationError("token audience does not include this client")
-    azp = claims.get("azp")
-    if len(audiences) > 1 and azp is None:
+    if len(audiences) > 1 and "azp" not in claims:
         raise TokenValidationError("token has several audiences and no azp")
-    if azp is not None and azp != client_id:
+    if "azp" in claims and claims["azp"] != client_id:  # null is present, and not us
         raise TokenValidationError("token azp is not this client")
     iat = _numeric_date(claims, "iat")
     if iat is None:
