@@ -3,15 +3,18 @@ oversized inputs. Never a 500, never an open redirect, never a session that the 
 not earn.
 
 The site runs in-process (Django's test client, fast enough for hundreds of examples); the provider is the
-hostile one over real HTTP, so a fuzzed callback with a valid state really exchanges its code. There is no
-back-channel logout endpoint in this tree yet (issue 4), so the logout token is fuzzed through
-`validation.validate_logout_token`, which that endpoint is to call.
+hostile one over real HTTP, so a fuzzed callback with a valid state really exchanges its code. The logout token
+is fuzzed twice: through `validation.validate_logout_token` (every rule re-checked on what it accepts) and
+through the back-channel endpoint (which sessions it ends, and that a refused token ends none).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import time
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
@@ -263,7 +266,8 @@ def claims_strategy(issuer: str, client_id: str) -> st.SearchStrategy[dict[str, 
 
 
 def assert_valid_logout_claims(claims: dict[str, Any], issuer: str, client_id: str) -> None:
-    """OIDC Back-Channel Logout 1.0 §2.4 and §2.6, restated independently of the code under test."""
+    """OIDC Back-Channel Logout 1.0 §2.4 and §2.6, restated independently of the code under test (plus our
+    LOGOUT_TOKEN_MAX_AGE, which bounds how long a jti must be remembered)."""
     now, leeway = time.time(), oauth_settings.CLOCK_LEEWAY
     assert claims["iss"] == issuer
     aud = claims["aud"]
@@ -273,7 +277,7 @@ def assert_valid_logout_claims(claims: dict[str, Any], issuer: str, client_id: s
         assert claims.get("azp") == client_id
     iat = claims["iat"]
     assert isinstance(iat, int | float) and not isinstance(iat, bool) and math.isfinite(iat)
-    assert iat <= now + leeway
+    assert now - oauth_settings.LOGOUT_TOKEN_MAX_AGE - leeway - 5 <= iat <= now + leeway
     if "exp" in claims:
         assert isinstance(claims["exp"], int | float) and math.isfinite(claims["exp"]) and claims["exp"] >= now - leeway
     assert isinstance(claims["jti"], str) and claims["jti"]
@@ -302,15 +306,12 @@ def _resolve(value: Any, kid: str, jku: str) -> Any:
     return {"KID": kid, "JKU": jku}.get(value, value) if isinstance(value, str) else value
 
 
-@pytest.mark.django_db
-@FUZZ
-@given(data=st.data())
-def test_fuzzed_logout_token(op, data):
-    """Validation either returns claims that meet every rule of the spec, or raises TokenValidationError; any
-    other outcome (another exception, a fetch from a URL named in the token) is a bug."""
+def draw_logout_token(data: st.DataObject, op, kinds=("text", "jws-like", "signed")) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """(kind, token): random text, a JWS-like string with a hostile header, or a token signed by the provider's
+    real key whose claims are a valid set with up to three near misses (each with a fresh jti)."""
     issuer, client_id, kid = op.issuer, op.client_id, op.signing_key.get("kid")
     jku = op.base_url + "/attacker-jwks"
-    kind = data.draw(st.sampled_from(["text", "jws-like", "signed"]))
+    kind = data.draw(st.sampled_from(kinds))
     if kind == "text":
         raw = data.draw(st.text(max_size=300) | st.from_regex(r"\A[A-Za-z0-9_=-]*\.[A-Za-z0-9_=-]*\.[A-Za-z0-9_=-]*\Z"))
     elif kind == "jws-like":
@@ -319,7 +320,25 @@ def test_fuzzed_logout_token(op, data):
         raw = f"{json_b64(header)}.{json_b64(payload)}.{b64(data.draw(st.binary(max_size=300)))}"
     else:
         claims = data.draw(claims_strategy(issuer, client_id))
+        if claims.get("jti") == "jti-1":
+            claims["jti"] = f"jti-{uuid.uuid4()}"  # fresh for every example: a replay is its own test
         raw = sign(claims, op.signing_key)
+    return kind, raw
+
+
+def payload_of(raw: str) -> dict[str, Any]:
+    segment = raw.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_logout_token(op, data):
+    """Validation either returns claims that meet every rule of the spec, or raises TokenValidationError; any
+    other outcome (another exception, a fetch from a URL named in the token) is a bug."""
+    issuer, client_id = op.issuer, op.client_id
+    kind, raw = draw_logout_token(data, op)
     try:
         claims = validate_logout_token(raw)
     except TokenValidationError as exc:
@@ -328,6 +347,55 @@ def test_fuzzed_logout_token(op, data):
         event(f"{kind}: accepted")
         assert kind == "signed"
         assert_valid_logout_claims(claims, issuer, client_id)
+    assert op.hits["/attacker-jwks"] == 0
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_backchannel_logout_endpoint(op, data):
+    """POST /oauth/backchannel-logout/: 200 or 400 (JSON, never cached), never a 5xx; a refused token ends no
+    session; an accepted one ends exactly the sessions it names (this issuer, its sid and sub when present)."""
+    op.id_token_claims = {"sid": data.draw(st.sampled_from(["sid-1", "sid-2"]))}
+    browser = Client()
+    assert browser.get("/oauth/callback/", start_sign_in(browser)).status_code == 302
+    active_before = {r.pk: r for r in OAuthSession.objects.active()}
+    kind, raw = draw_logout_token(data, op, kinds=("text", "jws-like", "signed", "signed", "signed"))
+    how = data.draw(st.sampled_from(["form", "form", "form", "repeated", "json", "junk body"]))
+    endpoint = "/oauth/backchannel-logout/"
+    if how == "form":
+        resp = Client().post(endpoint, {"logout_token": raw})
+    elif how == "repeated":
+        resp = Client().post(endpoint, {"logout_token": ["x.y.z", raw]})
+    elif how == "json":
+        resp = Client().post(endpoint, {"logout_token": raw}, content_type="application/json")
+    else:
+        resp = Client().post(endpoint, raw.encode(), content_type="application/x-www-form-urlencoded")
+
+    assert resp.status_code in (200, 400), resp.content[:500]
+    assert "no-store" in resp["Cache-Control"] and resp["Content-Type"] == "application/json"
+    active_after = set(OAuthSession.objects.active().values_list("pk", flat=True))
+    ended = set(active_before) - active_after
+    event(f"{kind}/{how}: HTTP {resp.status_code}, {len(ended)} ended {resp.json().get('error_description', '')}")
+    if resp.status_code == 400:
+        assert not ended
+    else:
+        assert kind == "signed" and how in ("form", "repeated")
+        claims = payload_of(raw)
+        assert_valid_logout_claims(claims, op.issuer, op.client_id)
+
+        def named(record: OAuthSession) -> bool:
+            return (
+                record.issuer == claims["iss"]
+                and (not claims.get("sid") or record.sid == claims["sid"])
+                and (not claims.get("sub") or record.subject == claims["sub"])
+            )
+
+        assert ended == {pk for pk, record in active_before.items() if named(record)}
+        assert resp.json() == {"sessions_ended": len(ended)}
+    assert signed_in(browser) == (
+        OAuthSession.objects.filter(pk__in=active_after, session_key=browser.session.session_key).exists()
+    )
     assert op.hits["/attacker-jwks"] == 0
 
 
