@@ -165,7 +165,11 @@ def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, An
         raise TokenValidationError("logout token lacks the back-channel logout event")
     if "nonce" in claims:
         raise TokenValidationError("logout token must not contain a nonce")
-    sid, sub = claims.get("sid"), claims.get("sub")
-    if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
+    # sid and sub decide which sessions end: a malformed one must not be read as absent (that would widen a
+    # logout of one session to every session of the subject).
+    for name in ("sid", "sub"):
+        if name in claims and not (isinstance(claims[name], str) and claims[name]):
+            raise TokenValidationError(f"logout token {name} is malformed")
+    if "sid" not in claims and "sub" not in claims:
         raise TokenValidationError("logout token has neither sid nor sub")
     return claims
