@@ -119,6 +119,17 @@ def authorization_params(redirect_uri: str, state: str, nonce: str, verifier: st
     return params
 
 
+def sign_in_unavailable(request: HttpRequest) -> HttpResponse:
+    """503: the provider cannot be used right now (unreachable, or its metadata does not fit our client)."""
+    return responses.error_response(
+        request,
+        status=503,
+        title=_("Sign-in is unavailable"),
+        message=_("The identity provider cannot be reached right now. Please try again in a moment."),
+        code="provider_unavailable",
+    )
+
+
 @method_decorator(never_cache, name="dispatch")
 class LoginView(View):
     """GET /oauth/login/?next=/path → the provider's authorization endpoint."""
@@ -128,13 +139,7 @@ class LoginView(View):
             metadata = discovery.get_metadata()
         except (TransientProviderError, InvalidResponse, ConfigurationError) as exc:
             logger.error("cannot start sign-in: %s", exc)
-            return responses.error_response(
-                request,
-                status=503,
-                title=_("Sign-in is unavailable"),
-                message=_("The identity provider cannot be reached right now. Please try again in a moment."),
-                code="provider_unavailable",
-            )
+            return sign_in_unavailable(request)
         state, nonce, verifier = (
             secrets.token_urlsafe(32),
             secrets.token_urlsafe(32),
@@ -239,13 +244,7 @@ class CallbackView(View):
         except ConfigurationError as exc:
             # E.g. the provider takes none of our client authentication methods: not the person's fault.
             logger.error("sign-in failed, client configuration does not fit the provider: %s", exc)
-            return responses.error_response(
-                request,
-                status=503,
-                title=_("Sign-in is unavailable"),
-                message=_("The identity provider cannot be reached right now. Please try again in a moment."),
-                code="provider_unavailable",
-            )
+            return sign_in_unavailable(request)
         except UserRejected as exc:
             return self.fail(request, str(exc), status=403, code="user_rejected")
         except (ProviderError, InvalidResponse, TokenValidationError) as exc:

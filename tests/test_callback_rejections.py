@@ -93,6 +93,7 @@ def test_token_endpoint_error(site):
     params = start(site, b)
     resp = b.get(site.url + "/oauth/callback/", params={"code": "not-a-real-code", "state": params["state"]})
     assert_refused(resp)
+    assert "not-a-real-code" not in resp.text  # not even in the language switcher's return address
 
 
 def test_missing_code(site):
