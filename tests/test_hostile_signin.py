@@ -430,3 +430,19 @@ def test_rfc9207_iss_parameter(hostile_site, advertised, iss):
     assert_refused(hostile_site, hostile_site.sign_in())
     # Mix-up defence: the code never went to a token endpoint.
     assert hostile_site.op.grants == []
+
+
+def test_sign_in_without_refresh_token_is_reported_to_staff_and_log(hostile_site, caplog):
+    """No refresh token: the sign-in works, and the site says why the session will not last."""
+    browser = Browser()
+    assert_signed_in(hostile_site, hostile_site.sign_in(browser, next_url="/account/"))
+    user = OAuthSession.objects.get().user
+    user.is_staff = True
+    user.save()
+    _no_refresh_token(hostile_site.op)
+    with caplog.at_level("WARNING", logger="oauth_client"):
+        resp = hostile_site.sign_in(browser, next_url="/account/")
+    assert resp.status_code == 200 and resp.url == hostile_site.url + "/account/"
+    assert "issued no refresh token" in resp.text and "offline_access" in resp.text
+    assert any("offline_access" in r.getMessage() and "refresh token" in r.getMessage() for r in caplog.records)
+    assert not OAuthSession.objects.get(ended_at__isnull=True).refresh_token
