@@ -97,6 +97,10 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.ScryptPasswordHasher",
     "idp.hashers.ClientSecretHasher",
 ]
+if os.environ.get("IDP_FAST_PASSWORD_HASHING") == "1":
+    # Test suites only (tests/provider.py): every sign-in checks the demo password, and PBKDF2's
+    # deliberate ~0.5 s per check would dominate the suite's run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", "idp.hashers.ClientSecretHasher"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "idp-home"

@@ -185,6 +185,7 @@ class EmbeddedProvider:
                 "IDP_ACCESS_TOKEN_SECONDS": str(self.access_token_seconds),
                 "IDP_ID_TOKEN_SECONDS": str(self.id_token_seconds),
                 "PYTHONUNBUFFERED": "1",
+                "IDP_FAST_PASSWORD_HASHING": "1",
             }
         )
         env.update(self.extra_env)
