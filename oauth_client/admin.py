@@ -192,32 +192,8 @@ class OAuthSessionAdmin(admin.ModelAdmin):
         (_("End"), {"fields": ("ended_at", "ended_reason", "ended_by")}),
         (_("Claims"), {"fields": ("claims_json", "userinfo_json"), "classes": ("collapse",)}),
     )
-    readonly_fields = (
-        "user_link",
-        "state",
-        "issuer",
-        "subject",
-        "sid",
-        "created_at",
-        "last_seen",
-        "last_refreshed",
-        "refresh_count",
-        "access_token_masked",
-        "access_expiry",
-        "id_token_masked",
-        "id_token_expiry",
-        "refresh_token_held",
-        "refresh_expiry",
-        "scope",
-        "client_ip",
-        "user_agent",
-        "device",
-        "ended_at",
-        "ended_reason",
-        "ended_by",
-        "claims_json",
-        "userinfo_json",
-    )
+    # Everything on the detail page is read-only: the list is the fieldsets' own.
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"] if isinstance(name, str))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthSession]:
         # Token columns are not read (and not decrypted) for lists; the detail page loads them on demand,

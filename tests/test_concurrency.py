@@ -3,21 +3,16 @@ processes (gunicorn) sharing the PostgreSQL database. Grants are counted at the 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from django.db import connection
 
-from tests.conftest import repo_root, requires_postgres
+from bench import harness
+from tests.conftest import requires_postgres
 from tests.helpers import active_record, expire_tokens
-from tests.provider import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), requires_postgres]
 
@@ -63,10 +58,7 @@ def test_twenty_threads_one_refresh(site):
 def gunicorn_site(site):
     """The same site in 4 gunicorn worker processes, on the test database."""
     db = connection.settings_dict
-    port = free_port()
     env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "OIDC_ISSUER": site.provider.issuer,
         "OIDC_CLIENT_ID": site.provider.client_id,
         "OIDC_CLIENT_SECRET": site.provider.client_secret,
@@ -74,40 +66,9 @@ def gunicorn_site(site):
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "project.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "4",
-            "--timeout",
-            "60",
-            "--no-control-socket",
-        ],
-        cwd=repo_root(),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url + "/", timeout=5)
-            break
-        except requests.RequestException:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(proc.stderr.read().decode()[-3000:] if proc.stderr else "gunicorn failed")
-            time.sleep(0.2)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=20)
+    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    with harness.gunicorn_site(database_url, env, workers=4) as url:
+        yield url
 
 
 def test_four_worker_processes_one_refresh(site, gunicorn_site):
