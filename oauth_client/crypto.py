@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import models
+from django.db.models.query_utils import DeferredAttribute
 
 from oauth_client.conf import oauth_settings
 
@@ -52,12 +53,52 @@ def decrypt(value: str) -> str:
         return ""
 
 
+class Sealed:
+    """A token as read from the database, still encrypted. Decrypted on first attribute access, so a request
+    that never looks at a token (most of them: a freshness check reads only expiries) never pays for it."""
+
+    __slots__ = ("ciphertext",)
+
+    def __init__(self, ciphertext: str) -> None:
+        self.ciphertext = ciphertext
+
+    def __repr__(self) -> str:
+        return "<Sealed token>"
+
+
+class DecryptingAttribute(DeferredAttribute):
+    # A data descriptor (it has __set__), so reads come here even when the value is in the instance dict.
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
+        value = super().__get__(instance, cls)
+        if isinstance(value, Sealed):
+            value = instance.__dict__[self.field.attname] = decrypt(value.ciphertext)
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.__dict__[self.field.attname] = value
+
+
+def is_stored(instance: models.Model, attname: str) -> bool:
+    """Whether a token is stored in this encrypted column, without decrypting it."""
+    value = instance.__dict__.get(attname)
+    return True if isinstance(value, Sealed) else bool(getattr(instance, attname))
+
+
 class EncryptedTextField(models.TextField):
     """A text column whose values are Fernet-encrypted in the database and plain str in Python."""
 
-    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str:
-        return decrypt(value) if value else ""
+    descriptor_class = DecryptingAttribute
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Sealed | str:
+        return Sealed(value) if value else ""
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        # An untouched token is written back as the ciphertext it was read as: no decrypt/encrypt round trip.
+        value = model_instance.__dict__.get(self.attname)
+        return value if isinstance(value, Sealed) else super().pre_save(model_instance, add)
 
     def get_prep_value(self, value: Any) -> Any:
+        if isinstance(value, Sealed):
+            return value.ciphertext
         value = super().get_prep_value(value)
         return encrypt(value) if value else ""

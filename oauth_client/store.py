@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from oauth_client import client, signals
+from oauth_client import client, queries, signals
 from oauth_client.backends import preloaded_user
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
@@ -95,7 +95,7 @@ def load(request: HttpRequest) -> OAuthSession | None:
     record_id = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
     record = None
     if record_id:
-        record = OAuthSession.objects.select_related("user").filter(pk=record_id, ended_at__isnull=True).first()
+        record = queries.active_record(record_id)
         # The record brings its user along: if request.user is still lazy, Django's get_user takes it from
         # OAuthBackend instead of querying again (and still verifies the session's auth hash).
         with preloaded_user(record.user if record is not None else None):
