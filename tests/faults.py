@@ -1,78 +1,45 @@
-"""A small local HTTP server that misbehaves on demand, standing in for a provider endpoint (fault injection
+"""A local HTTP server that misbehaves on demand, standing in for a provider endpoint (fault injection
 at the network edge; everything else in the tests talks to the real provider)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.stub_server import Answer, Seen, StubServer
 
 
-class FaultServer:
+class FaultServer(StubServer):
     """Answers every request according to `mode`: "500", "503" (with Retry-After), "junk", "hang",
     "invalid_grant", "reset" (close the connection), or "ok" (with a fixed JSON body in `body`)."""
 
     def __init__(self, mode: str = "500", hang_seconds: float = 30.0, retry_after: int = 1) -> None:
+        super().__init__()
         self.mode = mode
         self.hang_seconds = hang_seconds
         self.retry_after = retry_after
         self.body: dict[str, object] = {}
-        self.hits = 0
-        self._lock = threading.Lock()
-        outer = self
+        self.default = self._answer
+        self.url += "/token"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
+    @property
+    def hits(self) -> int:
+        return len(self.seen)
 
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                with outer._lock:
-                    outer.hits += 1
-                mode = outer.mode
-                if mode == "hang":
-                    time.sleep(outer.hang_seconds)
-                    return
-                if mode == "reset":
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                status, headers, body = 200, {"Content-Type": "application/json"}, b""
-                if mode == "500":
-                    status, body = 500, b"Internal Server Error"
-                elif mode == "503":
-                    status, body = 503, b'{"error": "temporarily_unavailable"}'
-                    headers["Retry-After"] = str(outer.retry_after)
-                elif mode == "junk":
-                    body = b"<html>this is not JSON"
-                elif mode == "invalid_grant":
-                    status, body = 400, b'{"error": "invalid_grant", "error_description": "revoked"}'
-                else:
-                    body = json.dumps(outer.body).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FaultServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _answer(self, seen: Seen) -> Answer:
+        mode = self.mode
+        if mode == "hang":
+            return Answer(hang=self.hang_seconds)
+        if mode == "reset":
+            return Answer(reset=True)
+        if mode == "500":
+            return Answer(500, "Internal Server Error", {"Content-Type": "application/json"})
+        if mode == "503":
+            return Answer(503, {"error": "temporarily_unavailable"}, {"Retry-After": str(self.retry_after)})
+        if mode == "junk":
+            return Answer(200, "<html>this is not JSON", {"Content-Type": "application/json"})
+        if mode == "invalid_grant":
+            return Answer(400, {"error": "invalid_grant", "error_description": "revoked"})
+        return Answer(200, dict(self.body))
 
 
 def closed_port_url() -> str:

@@ -1,10 +1,13 @@
 """A local HTTP server with fixed answers per path, standing in for a provider we cannot reach here (Auth0,
-Google, ...) or for a misbehaving API: fault injection at the network edge, like tests/faults.py."""
+Google, ...) or for a misbehaving endpoint: fault injection at the network edge (tests/faults.py builds its
+mode-driven fault server on this one)."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +19,8 @@ class Answer:
     status: int = 200
     body: Any = field(default_factory=dict)  # dict/list → JSON; str/bytes as is
     headers: dict[str, str] = field(default_factory=dict)
+    hang: float = 0.0  # seconds to wait, then close without answering
+    reset: bool = False  # close the connection without answering
 
 
 @dataclass
@@ -27,11 +32,12 @@ class Seen:
 
 
 class StubServer:
-    """`server.routes["/path"] = Answer(...)` or a callable `(Seen) -> Answer`; unknown paths answer 404.
-    Every request is recorded in `server.seen`."""
+    """`server.routes["/path"] = Answer(...)` or a callable `(Seen) -> Answer`; other paths get `server.default`
+    (404 when None). Every request is recorded in `server.seen`."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Answer | Callable[[Seen], Answer]] = {}
+        self.default: Answer | Callable[[Seen], Answer] | None = None
         self.seen: list[Seen] = []
         outer = self
 
@@ -43,10 +49,16 @@ class StubServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 seen = Seen(self.command, self.path, dict(self.headers), self.rfile.read(length) if length else b"")
                 outer.seen.append(seen)
-                route = outer.routes.get(self.path.split("?", 1)[0])
+                route = outer.routes.get(self.path.split("?", 1)[0], outer.default)
                 answer = route(seen) if callable(route) else route
                 if answer is None:
                     answer = Answer(404, {"error": "not_found"})
+                if answer.hang:
+                    time.sleep(answer.hang)
+                    return
+                if answer.reset:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 body = answer.body
                 headers = dict(answer.headers)
                 if isinstance(body, dict | list):
