@@ -54,8 +54,9 @@ def decrypt(value: str) -> str:
 
 
 class Sealed:
-    """A token as read from the database, still encrypted. Decrypted on first attribute access, so a request
-    that never looks at a token (most of them: a freshness check reads only expiries) never pays for it."""
+    """A token read from the database and not yet decrypted. Only the per-request read (`oauth_client.queries`)
+    produces these, so a request that never looks at a token (a freshness check reads only expiries) never pays
+    for decrypting it; the model attribute decrypts on first access. Every other read decrypts at once."""
 
     __slots__ = ("ciphertext",)
 
@@ -64,6 +65,18 @@ class Sealed:
 
     def __repr__(self) -> str:
         return "<Sealed token>"
+
+    def __str__(self) -> str:
+        # Fail loudly rather than send "<Sealed token>" somewhere a token was expected.
+        raise TypeError("a sealed token must be read through its model attribute")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Sealed, (self.ciphertext,))
+
+
+def seal(value: str | None, expression: Any, connection: Any) -> Sealed | str:
+    """A converter (as `from_db_value`) that defers decryption to the model attribute."""
+    return Sealed(value) if value else ""
 
 
 class DecryptingAttribute(DeferredAttribute):
@@ -77,11 +90,12 @@ class DecryptingAttribute(DeferredAttribute):
     def __set__(self, instance: Any, value: Any) -> None:
         instance.__dict__[self.field.attname] = value
 
-
-def is_stored(instance: models.Model, attname: str) -> bool:
-    """Whether a token is stored in this encrypted column, without decrypting it."""
-    value = instance.__dict__.get(attname)
-    return True if isinstance(value, Sealed) else bool(getattr(instance, attname))
+    def __delete__(self, instance: Any) -> None:
+        # `del record.field` makes the next access reload it, as for any Django field.
+        try:
+            del instance.__dict__[self.field.attname]
+        except KeyError:
+            raise AttributeError(self.field.attname) from None
 
 
 class EncryptedTextField(models.TextField):
@@ -89,8 +103,8 @@ class EncryptedTextField(models.TextField):
 
     descriptor_class = DecryptingAttribute
 
-    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Sealed | str:
-        return Sealed(value) if value else ""
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str:
+        return decrypt(value) if value else ""
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         # An untouched token is written back as the ciphertext it was read as: no decrypt/encrypt round trip.

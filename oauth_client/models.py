@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from oauth_client.crypto import EncryptedTextField, is_stored
+from oauth_client.crypto import EncryptedTextField
 
 
 class OAuthIdentity(models.Model):
@@ -143,7 +143,7 @@ class OAuthSession(models.Model):
 
     @property
     def has_refresh_token(self) -> bool:
-        return is_stored(self, "refresh_token")
+        return bool(self.refresh_token)
 
     def state_at(self, now: datetime | None = None, *, has_refresh_token: bool | None = None) -> str:
         """This record's `State`. Pass `has_refresh_token` when the token columns were not loaded."""

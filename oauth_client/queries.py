@@ -5,13 +5,15 @@ query through the ORM costs more Python time than the database takes to answer i
 row handling against ≈ 0.3 ms for PostgreSQL to plan, run and return it), and only the primary key changes from
 one request to the next. So Django's own compiler produces the SQL and the column converters once per database
 alias, and each request runs that statement and turns the row into instances with `Model.from_db`, as the ORM
-does. Anything unexpected in the compiled shape falls back to the plain queryset.
+does. Anything unexpected in the compiled shape falls back to the plain queryset. Token columns are left sealed
+(`crypto.Sealed`): decrypted when a view first reads them, not on every request.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,23 +23,29 @@ from django.core.signals import setting_changed
 from django.db import connections, router
 from django.db.models import QuerySet
 
+from oauth_client import crypto
 from oauth_client.models import OAuthSession
 
 Converter = Callable[[Any, Any, Any], Any]
+Converters = tuple[tuple[int, tuple[Converter, ...], Any], ...]  # (position, converters, column expression)
 
 
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    converters: tuple[tuple[int, tuple[Converter, ...], Any], ...]  # (position, converters, expression)
+    columns: tuple[Any, ...]  # the selected column expressions, in order
     record_slice: slice
     user_slice: slice
     record_fields: tuple[str, ...]
     user_fields: tuple[str, ...]
 
 
+_MISSING = object()
 _compiled: dict[str, _Compiled | None] = {}
 _lock = threading.Lock()
+# Converters are bound to a connection object (one per thread and alias; SQLite's datetime converter reads its
+# time zone), so they are kept per connection object, and forgotten with it.
+_converters: weakref.WeakKeyDictionary[Any, Converters] = weakref.WeakKeyDictionary()
 
 
 def active_records(record_id: Any) -> QuerySet[OAuthSession]:
@@ -68,10 +76,9 @@ def _compile(using: str) -> _Compiled | None:
     if record_slice is None or user_slice is None:
         return None
     columns = [col for col, _sql, _alias in compiler.select]
-    converters = compiler.get_converters(columns)
     return _Compiled(
         sql=sql,
-        converters=tuple((pos, tuple(funcs), expr) for pos, (funcs, expr) in converters.items()),
+        columns=tuple(columns),
         record_slice=record_slice,
         user_slice=user_slice,
         record_fields=tuple(col.target.attname for col in columns[record_slice]),
@@ -80,16 +87,33 @@ def _compile(using: str) -> _Compiled | None:
 
 
 def compiled(using: str) -> _Compiled | None:
-    if using not in _compiled:
+    statement = _compiled.get(using, _MISSING)
+    if statement is _MISSING:
         with _lock:
-            if using not in _compiled:
-                _compiled[using] = _compile(using)
-    return _compiled[using]
+            statement = _compiled[using] = _compile(using)
+    return statement  # type: ignore[return-value]
+
+
+def converters(statement: _Compiled, connection: Any) -> Converters:
+    """What `SQLCompiler.get_converters` would give for these columns, except that token columns stay sealed."""
+    cached = _converters.get(connection)
+    if cached is None:
+        found = []
+        for pos, column in enumerate(statement.columns):
+            funcs = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+            if isinstance(column.target, crypto.EncryptedTextField):
+                decrypting = crypto.EncryptedTextField.from_db_value
+                funcs = [f for f in funcs if getattr(f, "__func__", None) is not decrypting] + [crypto.seal]
+            if funcs:
+                found.append((pos, tuple(funcs), column))
+        cached = _converters[connection] = tuple(found)
+    return cached
 
 
 def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DATABASES", "AUTH_USER_MODEL"):
+    if setting in ("DATABASES", "USE_TZ", "TIME_ZONE"):
         _compiled.clear()
+        _converters.clear()
 
 
 setting_changed.connect(_reset)
@@ -116,10 +140,10 @@ def active_record(record_id: Any) -> OAuthSession | None:
     if row is None:
         return None
     values = list(row)
-    for pos, funcs, expression in statement.converters:
+    for pos, funcs, column in converters(statement, connection):
         value = values[pos]
         for convert in funcs:
-            value = convert(value, expression, connection)
+            value = convert(value, column, connection)
         values[pos] = value
     record = OAuthSession.from_db(using, statement.record_fields, values[statement.record_slice])
     user_field = OAuthSession._meta.get_field("user")

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from oauth_client import crypto, queries
 from oauth_client.models import OAuthSession
+from oauth_client.store import TokenSet
 
 pytestmark = pytest.mark.django_db
 
@@ -116,13 +120,14 @@ def test_tokens_are_decrypted_only_when_read(monkeypatch):
 
     loaded = queries.active_record(record.pk)
     assert loaded is not None
-    assert loaded.has_refresh_token and loaded.expires_at == record.id_token_expires_at
+    assert loaded.expires_at == record.id_token_expires_at
     assert calls == []  # a freshness check decrypts nothing
     assert "access-" not in repr(loaded.__dict__)  # and nothing readable sits in the instance
     assert loaded.access_token == record.access_token
     assert len(calls) == 1
     assert loaded.access_token == record.access_token
     assert len(calls) == 1  # decrypted once, then kept
+    assert loaded.has_refresh_token and len(calls) == 2
 
 
 def test_saving_without_touching_tokens_keeps_their_ciphertext():
@@ -157,5 +162,80 @@ def test_a_token_whose_key_was_removed_reads_as_empty(settings, caplog):
     loaded = queries.active_record(record.pk)
     assert loaded is not None
     with caplog.at_level(logging.WARNING, logger="oauth_client.crypto"):
+        assert not loaded.has_refresh_token  # unusable, so not "held on the server"
         assert loaded.refresh_token == ""
+        assert not TokenSet.from_record(loaded).has_refresh_token
     assert "could not be decrypted" in caplog.text and "refresh-" not in caplog.text
+
+
+def test_every_other_read_gives_plain_tokens():
+    record = make_record()
+    qs = OAuthSession.objects.filter(pk=record.pk)
+    assert list(qs.values_list("refresh_token", flat=True)) == [record.refresh_token]
+    assert list(qs.values("access_token")) == [{"access_token": record.access_token}]
+    assert qs.annotate(t=F("id_token")).get().t == record.id_token
+    assert qs.values_list("pk", "refresh_token").in_bulk([record.pk])  # no sealed values anywhere
+    assert qs.get().__dict__["access_token"] == record.access_token  # ORM instances are decrypted at once
+
+
+def test_sealed_tokens_cannot_be_mistaken_for_tokens():
+    record = make_record()
+    loaded = queries.active_record(record.pk)
+    assert loaded is not None
+    sealed = loaded.__dict__["refresh_token"]
+    assert isinstance(sealed, crypto.Sealed) and repr(sealed) == "<Sealed token>"
+    with pytest.raises(TypeError):
+        str(sealed)
+    with pytest.raises(TypeError):
+        f"{sealed}"
+
+
+def test_a_loaded_record_survives_pickling_del_and_reload():
+    record = make_record()
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        loaded = queries.active_record(record.pk)
+        copy = pickle.loads(pickle.dumps(loaded, protocol))
+        assert (copy.access_token, copy.refresh_token) == (record.access_token, record.refresh_token)
+    loaded = queries.active_record(record.pk)
+    assert loaded is not None
+    OAuthSession.objects.filter(pk=record.pk).update(access_token="access-changed")
+    del loaded.access_token  # Django's way to reload one field
+    assert loaded.access_token == "access-changed"
+
+
+@pytest.mark.parametrize(
+    "form", [str.upper, lambda s: "{" + s + "}", lambda s: "urn:uuid:" + s, lambda s: s.replace("-", "")]
+)
+def test_equivalent_id_spellings_find_what_the_orm_finds(form):
+    record = make_record()
+    spelled = form(str(record.pk))
+    expected = OAuthSession.objects.filter(pk=spelled).first()
+    loaded = queries.active_record(spelled)
+    assert expected is not None and loaded is not None and loaded.pk == expected.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_thread_reads_with_its_own_connection():
+    record = make_record()
+    assert queries.active_record(record.pk) is not None  # compiled here, on this thread's connection
+    expected = field_values(OAuthSession.objects.get(pk=record.pk))
+    seen: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            loaded = queries.active_record(record.pk)
+            seen["values"] = field_values(loaded) if loaded is not None else None
+            seen["converters bound to"] = {
+                id(getattr(f, "__self__", None) and getattr(f.__self__, "connection", None))
+                for _pos, funcs, _col in queries.converters(queries.compiled(connection.alias), connections["default"])
+                for f in funcs
+            }
+            seen["own connection"] = id(connections["default"])
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(30)
+    assert seen["values"] == expected
+    assert id(connection) not in seen["converters bound to"]  # nothing bound to the first thread's connection
