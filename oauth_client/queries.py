@@ -100,10 +100,12 @@ def converters(statement: _Compiled, connection: Any) -> Converters:
     if cached is None:
         found = []
         for pos, column in enumerate(statement.columns):
-            funcs = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
-            if isinstance(column.target, crypto.EncryptedTextField):
-                decrypting = crypto.EncryptedTextField.from_db_value
-                funcs = [f for f in funcs if getattr(f, "__func__", None) is not decrypting] + [crypto.seal]
+            # A token column's only field converter is the decrypting from_db_value: seal instead.
+            sealed = isinstance(column.target, crypto.EncryptedTextField)
+            funcs = [
+                *connection.ops.get_db_converters(column),
+                *([crypto.seal] if sealed else column.get_db_converters(connection)),
+            ]
             if funcs:
                 found.append((pos, tuple(funcs), column))
         cached = _converters[connection] = tuple(found)
