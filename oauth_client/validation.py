@@ -18,7 +18,12 @@ from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import TokenValidationError
 
 _KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
-BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel_logout"
+# Back-Channel Logout 1.0 §2.4: the member of the `events` claim that makes a JWT a logout token (a hyphen, not an
+# underscore). The one spelling of it in this repository: the embedded provider's command and the tests import it.
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+# §2.4 / §4.1: logout tokens are explicitly typed `logout+jwt` (RFC 8725 §3.11); older providers send no `typ`
+# or plain `JWT`. Compared as a media type (RFC 7515 §4.1.9): case-insensitive, "application/" optional.
+LOGOUT_TOKEN_TYPES = frozenset({"logout+jwt", "jwt"})
 # 9999-12-31T23:59:59Z: the last NumericDate a datetime can hold (expiries are stored as datetimes).
 MAX_NUMERIC_DATE = 253402300799
 
@@ -32,8 +37,13 @@ def _candidate_keys(keyset: jwk.JWKSet, kid: str | None, kty: str) -> list[jwk.J
     return keys
 
 
-def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> dict[str, Any]:
-    """Verify a compact JWS against the provider's JWKS and return its claims (not yet checked).
+def _media_type(typ: str) -> str:
+    typ = typ.strip().lower()
+    return typ.removeprefix("application/")
+
+
+def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a compact JWS against the provider's JWKS and return its header and claims (not yet checked).
 
     `from_token_endpoint`: the token came in our own authenticated request to the provider, so an unknown
     `kid` is the provider's (a key rotation) and may always refetch the JWKS; other tokens are rate-limited.
@@ -73,7 +83,7 @@ def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> dict[str
         raise TokenValidationError("token signature is invalid") from exc
     if not isinstance(claims, dict):
         raise TokenValidationError("token payload is not a JSON object")
-    return claims
+    return header, claims
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
@@ -121,7 +131,11 @@ def validate_id_token(
     leeway = int(oauth_settings.CLOCK_LEEWAY)
     issuer = discovery.get_metadata()["issuer"]
     # This client only ever receives ID tokens from the token endpoint (code flow, refresh).
-    claims = verify_signature(raw, from_token_endpoint=True)
+    header, claims = verify_signature(raw, from_token_endpoint=True)
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or _media_type(typ) == "logout+jwt"):
+        # Cross-JWT confusion (Back-Channel Logout §4.1): a logout token is never an ID token.
+        raise TokenValidationError("token is typed as another kind of JWT")
     _check_common(claims, issuer=issuer, client_id=oauth_settings.CLIENT_ID, now=now, leeway=leeway)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 255:
@@ -144,7 +158,10 @@ def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, An
     """Validate a back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6) and return its claims."""
     now = time.time() if now is None else now
     leeway = int(oauth_settings.CLOCK_LEEWAY)
-    claims = verify_signature(raw)
+    header, claims = verify_signature(raw)
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or _media_type(typ) not in LOGOUT_TOKEN_TYPES):
+        raise TokenValidationError("logout token typ is not logout+jwt")
     _check_common(
         claims,
         issuer=discovery.get_metadata()["issuer"],
@@ -152,8 +169,11 @@ def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, An
         now=now,
         leeway=leeway,
     )
+    # §2.4 makes exp REQUIRED and §2.6 validates it as for ID tokens.
     exp = _numeric_date(claims, "exp")
-    if exp is not None and exp < now - leeway:
+    if exp is None:
+        raise TokenValidationError("logout token has no valid exp")
+    if exp < now - leeway:
         raise TokenValidationError("logout token has expired")
     # Too old is too old even with a distant exp: this bounds how long a jti must be kept to refuse replays.
     if claims["iat"] < now - int(oauth_settings.LOGOUT_TOKEN_MAX_AGE) - leeway:

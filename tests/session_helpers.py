@@ -10,9 +10,9 @@ from typing import Any
 from jwcrypto import jwk, jwt
 
 from oauth_client.models import OAuthSession
+from oauth_client.validation import BACKCHANNEL_LOGOUT_EVENT
 from tests.browser import Browser
 
-BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel_logout"
 FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
@@ -22,9 +22,15 @@ def provider_key(provider) -> jwk.JWK:
 
 
 def sign_logout_token(
-    provider, *, key: jwk.JWK | None = None, kid: str | None = None, alg: str = "RS256", **claims: Any
+    provider,
+    *,
+    key: jwk.JWK | None = None,
+    kid: str | None = None,
+    alg: str = "RS256",
+    typ: str | None = "logout+jwt",
+    **claims: Any,
 ) -> str:
-    """A logout token as the provider would sign it; pass claim=None to leave a claim out."""
+    """A logout token as the provider would sign it; pass claim=None to leave a claim out (typ=None: no typ)."""
     real = provider_key(provider)
     now = int(time.time())
     body: dict[str, Any] = {
@@ -33,11 +39,12 @@ def sign_logout_token(
         "iat": now,
         "exp": now + 120,
         "jti": secrets.token_urlsafe(16),
-        "events": {BACKCHANNEL_EVENT: {}},
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
     }
     body.update(claims)
     body = {k: v for k, v in body.items() if v is not None}
-    token = jwt.JWT(header={"alg": alg, "typ": "logout+jwt", "kid": kid or real.thumbprint()}, claims=body)
+    header = {"alg": alg, "kid": kid or real.thumbprint(), **({"typ": typ} if typ is not None else {})}
+    token = jwt.JWT(header=header, claims=body)
     token.make_signed_token(key or real)
     return str(token.serialize())
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from jwcrypto import jwk
 
 from oauth_client.models import OAuthSession, UsedLogoutToken
+from oauth_client.validation import BACKCHANNEL_LOGOUT_EVENT
 from tests.session_helpers import is_signed_in, newest_record, sign_logout_token, signed_in_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,7 +121,7 @@ def _unsigned(site, sub: str) -> str:
         "iat": now,
         "jti": "unsigned",
         "sub": sub,
-        "events": {"http://schemas.openid.net/event/backchannel_logout": {}},
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
     }
     return f"{_b64({'alg': 'none'})}.{_b64(claims)}."
 
@@ -149,6 +150,13 @@ INVALID = {
     "old iat, no exp": lambda site, sub: sign_logout_token(
         site.provider, sub=sub, iat=int(time.time()) - 3600, exp=None
     ),
+    # Back-Channel Logout 1.0 §2.4: exp is REQUIRED.
+    "no exp": lambda site, sub: sign_logout_token(site.provider, sub=sub, exp=None),
+    # §4.1 (cross-JWT confusion): a token typed as another kind of JWT is not a logout token.
+    "typed as an access token": lambda site, sub: sign_logout_token(site.provider, sub=sub, typ="at+jwt"),
+    "event URI with an underscore": lambda site, sub: sign_logout_token(
+        site.provider, sub=sub, events={"http://schemas.openid.net/event/backchannel_logout": {}}
+    ),
     "iat in the future": lambda site, sub: sign_logout_token(site.provider, sub=sub, iat=int(time.time()) + 3600),
     "no jti": lambda site, sub: sign_logout_token(site.provider, sub=sub, jti=None),
     "neither sid nor sub": lambda site, sub: sign_logout_token(site.provider),
@@ -167,6 +175,15 @@ def test_invalid_logout_token_is_400_and_ends_nothing(site, variant):
     assert is_signed_in(site, browser)
     record.refresh_from_db()
     assert record.is_active and not site.provider.is_refresh_token_revoked(record.refresh_token)
+
+
+@pytest.mark.parametrize("typ", ["logout+jwt", "application/logout+jwt", "JWT", None])
+def test_explicit_and_plain_typ_are_accepted(site, typ):
+    """Certified providers send typ logout+jwt (§2.4); older ones send JWT or nothing."""
+    browser = signed_in_as(site)
+    resp = post_logout(site, sign_logout_token(site.provider, sub=newest_record().subject, typ=typ))
+    assert resp.status_code == 200 and resp.json() == {"sessions_ended": 1}
+    assert not is_signed_in(site, browser)
 
 
 def test_replayed_token_is_refused(site):

@@ -251,6 +251,7 @@ def claims_strategy(issuer: str, client_id: str) -> st.SearchStrategy[dict[str, 
         "iss": issuer,
         "aud": client_id,
         "iat": Ago(0),
+        "exp": Ago(120),
         "jti": "jti-1",
         "sid": "sid-1",
         "sub": "alice-0001",
@@ -297,8 +298,8 @@ def assert_valid_logout_claims(claims: dict[str, Any], issuer: str, client_id: s
     iat = claims["iat"]
     assert isinstance(iat, int | float) and not isinstance(iat, bool) and math.isfinite(iat)
     assert now - oauth_settings.LOGOUT_TOKEN_MAX_AGE - leeway - 5 <= iat <= now + leeway
-    if "exp" in claims:
-        assert isinstance(claims["exp"], int | float) and math.isfinite(claims["exp"]) and claims["exp"] >= now - leeway
+    exp = claims["exp"]  # §2.4: REQUIRED
+    assert isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp) and exp >= now - leeway
     assert isinstance(claims["jti"], str) and claims["jti"]
     assert isinstance(claims["events"], dict) and isinstance(claims["events"][BACKCHANNEL_LOGOUT_EVENT], dict)
     assert "nonce" not in claims
@@ -429,7 +430,14 @@ def test_malformed_sid_does_not_widen_a_logout(op, sid):
     browser = Client()
     assert browser.get("/oauth/callback/", start_sign_in(browser)).status_code == 302
     now = int(time.time())
-    claims = {"iss": op.issuer, "aud": op.client_id, "iat": now, "jti": str(uuid.uuid4()), "sub": op.subject}
+    claims = {
+        "iss": op.issuer,
+        "aud": op.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": str(uuid.uuid4()),
+        "sub": op.subject,
+    }
     token = sign({**claims, "sid": sid, "events": {BACKCHANNEL_LOGOUT_EVENT: {}}}, op.signing_key)
     resp = Client().post("/oauth/backchannel-logout/", {"logout_token": token})
     assert resp.status_code == 400 and "sid is malformed" in resp.json()["error_description"]
@@ -441,7 +449,7 @@ def test_fuzzed_logout_tokens_cannot_hammer_the_jwks_endpoint(op):
     fresh kids in one window cost at most one JWKS refetch."""
     rogue = new_key()
     now = int(time.time())
-    base = {"iss": op.issuer, "aud": op.client_id, "iat": now, "jti": "j", "sub": "s"}
+    base = {"iss": op.issuer, "aud": op.client_id, "iat": now, "exp": now + 120, "jti": "j", "sub": "s"}
     tokens = [
         sign({**base, "events": {BACKCHANNEL_LOGOUT_EVENT: {}}}, rogue, header={"alg": "RS256", "kid": f"k{i}"})
         for i in range(200)

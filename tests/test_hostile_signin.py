@@ -151,6 +151,13 @@ def _alg_differs_from_key(op: HostileProvider) -> None:
     op.id_token_forger = forge
 
 
+def _typed_as_logout_token(op: HostileProvider) -> None:
+    # Cross-JWT confusion (Back-Channel Logout 1.0 §4.1): a logout token can never serve as an ID token.
+    op.id_token_forger = lambda claims: sign(
+        claims, op.signing_key, header={"alg": "RS256", "kid": op.signing_key.get("kid"), "typ": "logout+jwt"}
+    )
+
+
 def _subject(value):
     # The provider's subject itself (ID token and userinfo agree on it).
     return lambda op: setattr(op, "subject", value)
@@ -183,6 +190,7 @@ REFUSED_ID_TOKENS = {
     "HS256 with a published symmetric key": _hs256_with_published_symmetric_key,
     "kid absent, several keys": _no_kid_several_keys,
     "alg header differs from the signature": _alg_differs_from_key,
+    "typed logout+jwt": _typed_as_logout_token,
     "wrong iss": _claims(iss="https://evil.example"),
     "iss with a trailing path": _claims_fn(lambda op: {"iss": op.issuer + "/other"}),
     "wrong aud": _claims(aud="someone-else"),

@@ -23,7 +23,8 @@ from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.utils import jwk_from_pem
 
-BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel_logout"
+# The relying party's own constant: one spelling of the event URI for both sides (Back-Channel Logout 1.0 §2.4).
+from oauth_client.validation import BACKCHANNEL_LOGOUT_EVENT
 
 
 def logout_token(
