@@ -1,7 +1,7 @@
 """What the benchmark and the load run share: the PostgreSQL database, the embedded provider, the site under
 gunicorn, signed-in simulated browsers, and figures. Loopback only; every wait is bounded.
 
-The site runs with `bench.settings` (the demo site's settings plus BENCH_REFRESH_LEEWAY and one control view).
+The site runs with `bench.settings` (the demo site's settings, on product defaults, plus one control view).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class ProviderAccessLog:
 # --- the site under gunicorn ----------------------------------------------------------------------------------
 
 
-def site_environment(provider: EmbeddedProvider, refresh_leeway: int | None) -> dict[str, str]:
+def site_environment(provider: EmbeddedProvider) -> dict[str, str]:
     env = {
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "DJANGO_DEBUG": "false",
@@ -168,8 +168,6 @@ def site_environment(provider: EmbeddedProvider, refresh_leeway: int | None) -> 
         "OIDC_CLIENT_SECRET": provider.client_secret,
         "OIDC_REVOCATION_ENDPOINT": f"{provider.base_url}/o/revoke_token/",
     }
-    if refresh_leeway is not None:
-        env["BENCH_REFRESH_LEEWAY"] = str(refresh_leeway)
     return env
 
 

@@ -5,8 +5,9 @@ The site runs under gunicorn (4 workers) on PostgreSQL, the embedded provider is
 through the provider's login and consent pages before the timed phase — loops for the run's duration: think,
 then view the profile page, or perform the sensitive action (the page, and half the time the form POST).
 
-Both pages show the session's token expiries, so every response tells the user whether its request caused a
-refresh. That gives, without trusting the site's own bookkeeping:
+Both pages show the session's token expiries and when the next refresh falls due (the site's refresh-ahead
+rule), so every response tells the user whether its request caused a refresh and whether one was due. That
+gives, without trusting the site's own refresh bookkeeping:
 
 - errors and wrongful logouts (targets 0);
 - refresh grants at the provider vs the refreshes users' requests caused: one per token expiry a request met,
@@ -43,6 +44,7 @@ from tests.provider import EmbeddedProvider  # noqa: E402
 REQUEST_TIMEOUT = 30.0
 ACCESS_RE = re.compile(r'Access token expires</th><td><time datetime="([^"]+)"')
 ID_RE = re.compile(r'ID token expires</th><td><time datetime="([^"]+)"')
+DUE_RE = re.compile(r'Next refresh due</th><td><time datetime="([^"]+)"')
 
 
 @dataclass
@@ -65,10 +67,9 @@ class Sample:
 
 
 class SimulatedUser:
-    def __init__(self, browser: Browser, site_url: str, leeway: float, rng: random.Random) -> None:
+    def __init__(self, browser: Browser, site_url: str, rng: random.Random) -> None:
         self.browser = browser
         self.site_url = site_url
-        self.leeway = leeway
         self.rng = rng
         self.samples: list[Sample] = []
         self.access: str | None = None
@@ -93,7 +94,9 @@ class SimulatedUser:
         sample.refreshed = access.group(1) != self.access
         sample.expired_shown = min(expiries) <= sample.end
         self.access = access.group(1)
-        self.due = min(expiries) - self.leeway
+        # The site says when it will refresh next (the product's rule, on its own settings).
+        due = DUE_RE.search(resp.text)
+        self.due = datetime.fromisoformat(due.group(1)).timestamp() if due else min(expiries)
 
     def get(self, path: str, kind: str) -> Sample:
         sample = Sample(kind, time.time(), 0.0)
@@ -294,7 +297,6 @@ def run_load(
     browsers: list[Browser],
     *,
     duration: float,
-    leeway: float,
     think: tuple[float, float] = (2.0, 4.0),
     sensitive_share: float = 0.2,
     seed: int = 1,
@@ -306,7 +308,7 @@ def run_load(
     from oauth_client.models import OAuthSession
 
     master = random.Random(seed)
-    users = [SimulatedUser(b, site_url, leeway, random.Random(master.random())) for b in browsers]
+    users = [SimulatedUser(b, site_url, random.Random(master.random())) for b in browsers]
     # Every user looks at its profile once, so it knows its tokens' expiries before the clock starts.
     for user in users:
         user.get("/account/", "warmup")
@@ -353,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of the timed phase")
     parser.add_argument("--accounts", type=int, default=20, help="provider accounts the users are spread over")
     parser.add_argument("--token-seconds", type=int, default=10, help="access and ID token lifetime")
-    parser.add_argument("--leeway", type=int, default=2, help="the site's REFRESH_LEEWAY, seconds")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers of the site")
     parser.add_argument("--think", default="3:7", help="think time between actions, MIN:MAX seconds")
     parser.add_argument("--sensitive", type=float, default=0.1, help="share of actions that are sensitive")
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"provider: embedded, {args.token_seconds} s tokens; site: gunicorn ×{args.workers}, PostgreSQL")
         provider = harness.start_provider(Path(tmp), args.token_seconds)
         try:
-            env = harness.site_environment(provider, args.leeway)
+            env = harness.site_environment(provider)
             harness.setup_django(database_url, env)
             accounts = harness.create_accounts(provider, min(args.accounts, args.users))
             with harness.gunicorn_site(database_url, env, workers=args.workers) as site_url:
@@ -381,7 +382,6 @@ def main(argv: list[str] | None = None) -> int:
                     provider,
                     browsers,
                     duration=args.duration,
-                    leeway=args.leeway,
                     think=(think[0], think[1]),
                     sensitive_share=args.sensitive,
                 )

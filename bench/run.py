@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="oauth-bench-") as tmp:
         provider = harness.start_provider(Path(tmp), TOKEN_SECONDS)
         try:
-            env = harness.site_environment(provider, refresh_leeway=None)  # the product's default leeway
+            env = harness.site_environment(provider)
             harness.setup_django(database_url, env)
             (account,) = harness.create_accounts(provider, 1)
             with harness.gunicorn_site(database_url, env, workers=args.workers) as site_url:

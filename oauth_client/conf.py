@@ -59,8 +59,9 @@ DEFAULTS: dict[str, Any] = {
     # Sign-in attempts (state, nonce, PKCE verifier) kept per session.
     "LOGIN_ATTEMPT_SECONDS": 600,
     "MAX_LOGIN_ATTEMPTS": 5,
-    # Refresh: refresh when the access or ID token expires within REFRESH_LEEWAY seconds; on a transient
-    # provider failure keep serving non-sensitive requests for REFRESH_GRACE seconds past expiry.
+    # Refresh: refresh when the access or ID token expires within REFRESH_LEEWAY seconds, or within a quarter
+    # of the tokens' lifetime if that is less (models.refresh_margin); on a transient provider failure keep
+    # serving non-sensitive requests for REFRESH_GRACE seconds past expiry.
     "REFRESH_LEEWAY": 60,
     "REFRESH_GRACE": 300,
     # Longest wait for another request's refresh of the same session (row lock), in seconds.

@@ -8,7 +8,7 @@ only this record's id (which survives session key cycling).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -17,7 +17,19 @@ from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from oauth_client.conf import oauth_settings
 from oauth_client.crypto import EncryptedTextField
+
+# Refresh-ahead: a refresh falls due REFRESH_LEEWAY seconds before the first token expires, or this fraction of
+# the tokens' lifetime before, whichever is less. With 10-second tokens and a 60-second leeway, a token would be
+# due the moment it arrives and every request would refresh; this way it serves three quarters of its life.
+REFRESH_AHEAD_FRACTION = 0.25
+
+
+def refresh_margin(lifetime: timedelta) -> timedelta:
+    """How long before expiry a token set of this lifetime (issued → first expiry) falls due for a refresh."""
+    leeway = timedelta(seconds=oauth_settings.REFRESH_LEEWAY)
+    return max(timedelta(0), min(leeway, lifetime * REFRESH_AHEAD_FRACTION))
 
 
 class OAuthIdentity(models.Model):
@@ -140,6 +152,17 @@ class OAuthSession(models.Model):
         if self.id_token_expires_at and self.id_token_expires_at < self.access_expires_at:
             return self.id_token_expires_at
         return self.access_expires_at
+
+    @property
+    def tokens_issued_at(self) -> datetime:
+        """When the current access and ID tokens were received (every successful refresh sets last_refreshed_at)."""
+        return self.last_refreshed_at or self.created_at
+
+    @property
+    def refresh_due_at(self) -> datetime:
+        """The moment a refresh falls due: the one home of that rule (see `refresh_margin`)."""
+        expires_at = self.expires_at
+        return expires_at - refresh_margin(expires_at - self.tokens_issued_at)
 
     @property
     def has_refresh_token(self) -> bool:

@@ -38,7 +38,7 @@ from oauth_client.exceptions import (
     TokenValidationError,
     TransientProviderError,
 )
-from oauth_client.models import OAuthSession
+from oauth_client.models import OAuthSession, refresh_margin
 from oauth_client.validation import validate_id_token
 
 logger = logging.getLogger("oauth_client.store")
@@ -62,6 +62,8 @@ class TokenSet:
     scopes: frozenset[str]
     last_refreshed_at: datetime | None
     has_refresh_token: bool
+    # When the next refresh falls due (OAuthSession.refresh_due_at); None for a snapshot not read from a record.
+    refresh_due_at: datetime | None = None
 
     @property
     def expires_at(self) -> datetime:
@@ -82,6 +84,7 @@ class TokenSet:
             scopes=frozenset(record.scope.split()),
             last_refreshed_at=record.last_refreshed_at,
             has_refresh_token=record.has_refresh_token,
+            refresh_due_at=record.refresh_due_at,
         )
 
 
@@ -111,8 +114,7 @@ def _remember(request: HttpRequest, record: OAuthSession | None) -> None:
 
 
 def refresh_due(record: OAuthSession, now: datetime | None = None) -> bool:
-    now = now or timezone.now()
-    return record.expires_at - timedelta(seconds=oauth_settings.REFRESH_LEEWAY) <= now
+    return record.refresh_due_at <= (now or timezone.now())
 
 
 def within_grace(record: OAuthSession, now: datetime | None = None) -> bool:
@@ -125,6 +127,23 @@ def within_grace(record: OAuthSession, now: datetime | None = None) -> bool:
 
 def _expiry(seconds: int | None, now: datetime) -> datetime | None:
     return now + timedelta(seconds=seconds) if seconds else None
+
+
+# Token lifetimes already reported as shorter than REFRESH_LEEWAY (once per process and lifetime).
+_short_lifetimes_logged: set[int] = set()
+
+
+def _warn_if_short_lived(record: OAuthSession, now: datetime) -> None:
+    lifetime = int((record.expires_at - now).total_seconds())
+    if lifetime < oauth_settings.REFRESH_LEEWAY and lifetime not in _short_lifetimes_logged:
+        _short_lifetimes_logged.add(lifetime)
+        logger.warning(
+            "tokens from %s live %d s, less than REFRESH_LEEWAY (%d s): refreshing %s before expiry instead",
+            record.issuer,
+            lifetime,
+            oauth_settings.REFRESH_LEEWAY,
+            refresh_margin(record.expires_at - now),
+        )
 
 
 def _apply(record: OAuthSession, tokens: TokenResponse, claims: Mapping[str, Any] | None, now: datetime) -> None:
@@ -145,6 +164,7 @@ def _apply(record: OAuthSession, tokens: TokenResponse, claims: Mapping[str, Any
         record.refresh_expires_at = _expiry(tokens.refresh_expires_in, now)
     if tokens.scope:
         record.scope = tokens.scope
+    _warn_if_short_lived(record, now)
 
 
 def create(

@@ -20,11 +20,11 @@ def test_twenty_users_twenty_seconds(tmp_path):
     database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     provider = harness.start_provider(tmp_path, token_seconds=6)
     try:
-        env = harness.site_environment(provider, refresh_leeway=1)
+        env = harness.site_environment(provider)  # product defaults
         accounts = harness.create_accounts(provider, 5)
         with harness.gunicorn_site(database_url, env, workers=4) as site_url:
             browsers = harness.sign_in_many(site_url, accounts, 20)
-            report = run_load(site_url, provider, browsers, duration=20, leeway=1, think=(1.0, 3.0))
+            report = run_load(site_url, provider, browsers, duration=20, think=(1.0, 3.0))
     finally:
         provider.stop()
 

@@ -60,11 +60,30 @@ def test_fresh_tokens_cost_one_read_and_no_network(site, monkeypatch):
 
 
 def test_tokens_due_within_leeway_are_refreshed(site):
+    """Tokens issued an hour ago that expire within REFRESH_LEEWAY (60 s) are refreshed ahead of expiry."""
     browser = site.signed_in_browser()
-    OAuthSession.objects.update(access_expires_at=timezone.now() + timedelta(seconds=30))
+    now = timezone.now()
+    OAuthSession.objects.update(
+        created_at=now - timedelta(hours=1),
+        access_expires_at=now + timedelta(seconds=50),
+        id_token_expires_at=now + timedelta(seconds=50),
+    )
     issued = site.provider.count_refresh_tokens()
     assert browser.get(site.url + "/").status_code == 200
     assert site.provider.count_refresh_tokens() == issued + 1
+
+
+def test_tokens_outside_leeway_are_not_refreshed(site):
+    browser = site.signed_in_browser()
+    now = timezone.now()
+    OAuthSession.objects.update(
+        created_at=now - timedelta(hours=1),
+        access_expires_at=now + timedelta(seconds=70),
+        id_token_expires_at=now + timedelta(seconds=70),
+    )
+    issued = site.provider.count_refresh_tokens()
+    assert browser.get(site.url + "/").status_code == 200
+    assert site.provider.count_refresh_tokens() == issued
 
 
 def test_refresh_sends_signal(site):
