@@ -49,9 +49,9 @@ def remember_jti(claims: dict[str, Any], now: datetime | None = None) -> UsedLog
     deletes it."""
     now = now or timezone.now()
     leeway = int(oauth_settings.CLOCK_LEEWAY)
-    last_valid = min(
-        float(claims["iat"]) + int(oauth_settings.LOGOUT_TOKEN_MAX_AGE) + leeway, float(claims["exp"]) + leeway
-    )
+    last_valid = float(claims["iat"]) + int(oauth_settings.LOGOUT_TOKEN_MAX_AGE) + leeway
+    if isinstance(claims.get("exp"), int | float):
+        last_valid = min(last_valid, float(claims["exp"]) + leeway)
     expires_at = max(datetime.fromtimestamp(last_valid, tz=UTC), now)
     try:
         with transaction.atomic():

@@ -129,14 +129,15 @@ def _expiry(seconds: int | None, now: datetime) -> datetime | None:
     return now + timedelta(seconds=seconds) if seconds else None
 
 
-# Token lifetimes already reported as shorter than REFRESH_LEEWAY (once per process and lifetime).
-_short_lifetimes_logged: set[int] = set()
+# Issuers whose tokens were already reported as living less than REFRESH_LEEWAY (once per process: the lifetime
+# seen varies by a second from token to token, as `exp` is whole seconds).
+_short_lifetimes_logged: set[str] = set()
 
 
 def _warn_if_short_lived(record: OAuthSession, now: datetime) -> None:
     lifetime = int((record.expires_at - now).total_seconds())
-    if lifetime < oauth_settings.REFRESH_LEEWAY and lifetime not in _short_lifetimes_logged:
-        _short_lifetimes_logged.add(lifetime)
+    if lifetime < oauth_settings.REFRESH_LEEWAY and record.issuer not in _short_lifetimes_logged:
+        _short_lifetimes_logged.add(record.issuer)
         logger.warning(
             "tokens from %s live %d s, less than REFRESH_LEEWAY (%d s): refreshing %s before expiry instead",
             record.issuer,

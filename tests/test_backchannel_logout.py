@@ -150,8 +150,6 @@ INVALID = {
     "old iat, no exp": lambda site, sub: sign_logout_token(
         site.provider, sub=sub, iat=int(time.time()) - 3600, exp=None
     ),
-    # Back-Channel Logout 1.0 §2.4: exp is REQUIRED.
-    "no exp": lambda site, sub: sign_logout_token(site.provider, sub=sub, exp=None),
     # §4.1 (cross-JWT confusion): a token typed as another kind of JWT is not a logout token.
     "typed as an access token": lambda site, sub: sign_logout_token(site.provider, sub=sub, typ="at+jwt"),
     "event URI with an underscore": lambda site, sub: sign_logout_token(
@@ -175,6 +173,15 @@ def test_invalid_logout_token_is_400_and_ends_nothing(site, variant):
     assert is_signed_in(site, browser)
     record.refresh_from_db()
     assert record.is_active and not site.provider.is_refresh_token_revoked(record.refresh_token)
+
+
+def test_token_without_exp_is_accepted(site):
+    """Back-Channel Logout 1.0 (2022) has no exp; errata set 1 made it REQUIRED. A provider following the approved
+    text must still sign people out (iat + LOGOUT_TOKEN_MAX_AGE bounds the token: "old iat, no exp" above)."""
+    browser = signed_in_as(site)
+    resp = post_logout(site, sign_logout_token(site.provider, sub=newest_record().subject, exp=None))
+    assert resp.status_code == 200 and resp.json() == {"sessions_ended": 1}
+    assert not is_signed_in(site, browser)
 
 
 @pytest.mark.parametrize("typ", ["logout+jwt", "application/logout+jwt", "JWT", None])

@@ -298,8 +298,10 @@ def assert_valid_logout_claims(claims: dict[str, Any], issuer: str, client_id: s
     iat = claims["iat"]
     assert isinstance(iat, int | float) and not isinstance(iat, bool) and math.isfinite(iat)
     assert now - oauth_settings.LOGOUT_TOKEN_MAX_AGE - leeway - 5 <= iat <= now + leeway
-    exp = claims["exp"]  # §2.4: REQUIRED
-    assert isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp) and exp >= now - leeway
+    if "exp" in claims:  # REQUIRED only since errata set 1; validated when present
+        exp = claims["exp"]
+        assert isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp)
+        assert exp >= now - leeway
     assert isinstance(claims["jti"], str) and claims["jti"]
     assert isinstance(claims["events"], dict) and isinstance(claims["events"][BACKCHANNEL_LOGOUT_EVENT], dict)
     assert "nonce" not in claims

@@ -70,8 +70,8 @@ def short_lived_provider(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def browser_site(live_server, short_lived_provider, settings) -> Site:  # type: ignore[no-untyped-def]
-    # A 1-second leeway: the tokens are due 4 s after they are issued, not on every request.
-    settings.OAUTH_CLIENT = client_settings(short_lived_provider, REFRESH_LEEWAY=1)
+    # Product defaults: with 5-second tokens the refresh falls due 1.25 s before expiry, not on every request.
+    settings.OAUTH_CLIENT = client_settings(short_lived_provider)
     cache.clear()
     return Site(url=live_server.url, provider=short_lived_provider)
 
