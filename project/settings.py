@@ -90,12 +90,16 @@ SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_AGE", 14 * 24 * 3600))
 
+# One process's memory by default; with REDIS_URL (redis://host:6379/db) every worker and host shares the
+# discovery document, the JWKS and the JWKS refetch limit. The prefix keeps the site's keys apart from other
+# users of the same Redis database.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if os.environ.get("REDIS_URL"):
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": os.environ.get("REDIS_KEY_PREFIX", "oauthsite"),
         }
     }
 
