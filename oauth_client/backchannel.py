@@ -98,7 +98,8 @@ class BackchannelLogoutView(View):
             # We cannot check the signature right now; that says nothing about the token, so no 400.
             logger.error("back-channel logout not checked, provider keys unavailable: %s", exc)
             response = _json(503, {"error": "temporarily_unavailable"})
-            response["Retry-After"] = "30"
+            retry_after = getattr(exc, "retry_after", None)
+            response["Retry-After"] = str(int(retry_after)) if retry_after else "30"
             return response
         try:
             used = remember_jti(claims)

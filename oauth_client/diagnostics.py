@@ -392,7 +392,14 @@ def _client_credentials(report: Report, metadata: dict[str, Any]) -> None:
                 "Types > Refresh Token; Okta: Grant type 'Refresh Token').",
             )
         else:
-            report.add("client_auth", FAIL, f"the provider rejected the client credentials ({exc})", fix_credentials)
+            report.add(
+                "client_auth",
+                FAIL,
+                f"the provider rejected the client credentials ({exc})",
+                fix_credentials + " A client secret may have expired (Entra ID secrets do, by design): create a new "
+                "one at the provider and set it. Until then refreshes fail, but signed-in people keep their sessions "
+                "(pages are served in grace, sensitive actions answer 503) and carry on once the secret is fixed.",
+            )
         return
     except ProviderError as exc:
         report.add("client_auth", WARN, f"unexpected answer to a refresh probe: {exc}", fix_credentials)

@@ -107,31 +107,35 @@ def _fetch_jwks() -> str:
     return keyset.export(private_keys=False)
 
 
-def get_jwks(*, refetch: bool = False, rate_limited: bool = True) -> jwk.JWKSet:
-    """The provider's public keys. `refetch=True` (an unknown kid) goes to the network, and with `rate_limited`
-    (a token from an untrusted channel) only if no refetch happened in the last JWKS_MIN_REFETCH_SECONDS."""
+def get_jwks() -> jwk.JWKSet:
+    """The provider's public keys, from the memo or the shared cache, fetched when neither has them."""
     key = _cache_key("jwks")
-    raw: str | None = None
-    if refetch:
-        # cache.add is atomic across processes: only the first caller in the window refetches.
-        first_in_window = _cache().add(_cache_key("jwks-refetch"), 1, oauth_settings.JWKS_MIN_REFETCH_SECONDS)
-        if first_in_window or not rate_limited:
-            raw = _fetch_jwks()
-            _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
-            _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
-        else:
-            logger.info(
-                "JWKS refetch skipped: last one was less than %ss ago",
-                oauth_settings.JWKS_MIN_REFETCH_SECONDS,
-            )
-            raw = _cache().get(key)
-            if raw is not None:
-                # Another process may have refetched: its keys replace this process's older memo.
-                _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+    raw = _memo_get(key) or _cache().get(key)
     if raw is None:
-        raw = _memo_get(key) or _cache().get(key)
-        if raw is None:
-            raw = _fetch_jwks()
-            _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
-        _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+        raw = _fetch_jwks()
+        _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+    _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
     return jwk.JWKSet.from_json(raw)
+
+
+def refetch_jwks(*, rate_limited: bool = True) -> tuple[jwk.JWKSet, bool]:
+    """The provider's keys again, for a token that names an unknown `kid`; returns (keys, fetched).
+
+    With `rate_limited` (a token from an untrusted channel) the network is used only if no refetch happened in the
+    last JWKS_MIN_REFETCH_SECONDS; otherwise the shared cache's keys come back (another process may have refetched)
+    with `fetched=False`, and the caller cannot tell a forged `kid` from a key rotated moments ago."""
+    key = _cache_key("jwks")
+    # cache.add is atomic across processes: only the first caller in the window refetches.
+    first_in_window = _cache().add(_cache_key("jwks-refetch"), 1, oauth_settings.JWKS_MIN_REFETCH_SECONDS)
+    if first_in_window or not rate_limited:
+        raw = _fetch_jwks()
+        _cache().set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+        _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+        return jwk.JWKSet.from_json(raw), True
+    logger.info("JWKS refetch skipped: last one was less than %ss ago", oauth_settings.JWKS_MIN_REFETCH_SECONDS)
+    raw = _cache().get(key)
+    if raw is None:
+        return get_jwks(), False
+    # Another process may have refetched: its keys replace this process's older memo.
+    _memo_set(key, raw, oauth_settings.DISCOVERY_CACHE_SECONDS)
+    return jwk.JWKSet.from_json(raw), False

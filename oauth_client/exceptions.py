@@ -45,6 +45,10 @@ class TokenValidationError(OAuthClientError):
     """An ID token or logout token failed validation."""
 
 
+class SubjectChanged(TokenValidationError):
+    """A refreshed ID token names another subject than the signed-in one (OIDC Core §12.2)."""
+
+
 class ReauthenticationRequired(OAuthClientError):
     """The session's tokens can no longer be refreshed; the user must sign in again."""
 

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from oauth_client import client, queries, signals
+from oauth_client import client, discovery, queries, signals
 from oauth_client.backends import preloaded_user
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
@@ -34,12 +34,13 @@ from oauth_client.exceptions import (
     OAuthClientError,
     ProviderError,
     ReauthenticationRequired,
+    SubjectChanged,
     TokenRefreshUnavailable,
     TokenValidationError,
     TransientProviderError,
 )
 from oauth_client.models import OAuthSession, refresh_margin
-from oauth_client.validation import validate_id_token
+from oauth_client.validation import validate_refreshed_id_token
 
 logger = logging.getLogger("oauth_client.store")
 
@@ -222,22 +223,66 @@ def _is_due(record: OAuthSession, now: datetime, force_since: datetime | None) -
     return refresh_due(record, now)
 
 
+# Failures of the provider or of our view of it that say nothing about the person's grant: the session is kept.
+_TRANSIENT = (TransientProviderError, InvalidResponse, ProviderError, ConfigurationError)
+
+
+def _token_columns(record: OAuthSession) -> dict[str, Any]:
+    return {f.attname: getattr(record, f.attname) for f in OAuthSession._meta.concrete_fields if not f.primary_key}
+
+
+def _versioned_update(using: str, record: OAuthSession, previous_version: int, **columns: Any) -> bool:
+    """Write `columns` only if nobody else wrote the row since `previous_version`: an older token set can never
+    overwrite a newer one."""
+    return OAuthSession.objects.using(using).filter(pk=record.pk, version=previous_version).update(**columns) == 1
+
+
+def _keep_refresh_token(using: str, record: OAuthSession, tokens: TokenResponse, previous_version: int) -> bool:
+    """The provider rotated the refresh token but the rest of its answer cannot be used now (a key we could not
+    fetch, a database error): store the new refresh token alone, keep the old access and ID tokens, so the next
+    attempt presents the new one and never a spent one (which a provider treats as theft)."""
+    record.refresh_token = tokens.refresh_token or record.refresh_token
+    if tokens.refresh_token and tokens.refresh_expires_in:
+        record.refresh_expires_at = _expiry(tokens.refresh_expires_in, timezone.now())
+    record.version = previous_version + 1
+    return _versioned_update(
+        using,
+        record,
+        previous_version,
+        refresh_token=record.refresh_token,
+        refresh_expires_at=record.refresh_expires_at,
+        version=record.version,
+    )
+
+
 def refresh(
     record: OAuthSession, *, force_since: datetime | None = None, request: HttpRequest | None = None
 ) -> OAuthSession:
     """Refresh `record` if it is due, under its row lock, and return the current record.
 
+    Steps: keys first (no fetch under the lock that could fail after the provider rotated) → lock → re-read and
+    decide → call the token endpoint → validate → persist → after commit: signals, revocations. Once the token
+    endpoint has answered 200 with a new refresh token, that token is persisted whatever happens next.
+
     `force_since`: refresh unless a refresh already happened at or after this moment (sensitive operations
     pass the request's start, or now - max_age). Raises `ReauthenticationRequired` (the session was ended)
-    or `TokenRefreshUnavailable` (transient; nothing changed).
+    or `TokenRefreshUnavailable` (transient or a configuration fault of the site; the session is kept).
     """
     using = router.db_for_write(OAuthSession)
     ended: tuple[str, OAuthClientError] | None = None
     refreshed = False
+    to_revoke: TokenResponse | None = None  # a rotated token set we refused: revoked after the commit
+    unusable: Exception | None = None  # why a 200 could not be used (its refresh token was kept)
+    tokens: TokenResponse | None = None
+    previous_version = record.version
+    current = record
     try:
+        discovery.get_metadata()
+        discovery.get_jwks()
         with transaction.atomic(using=using):
             _lock_timeout(using)
             current = OAuthSession.objects.using(using).select_for_update().get(pk=record.pk)
+            previous_version = current.version
             now = timezone.now()
             if current.ended_at is not None:
                 raise ReauthenticationRequired(current.ended_reason or "ended")
@@ -250,61 +295,88 @@ def refresh(
             else:
                 try:
                     tokens = client.refresh(current.refresh_token)
-                    claims = (
-                        validate_id_token(tokens.id_token, nonce=None, expected_sub=current.subject)
-                        if tokens.id_token
-                        else None
-                    )
-                    if claims is not None and claims["iss"] != current.issuer:
-                        raise TokenValidationError("refreshed token issuer differs from the signed-in issuer")
-                except (InvalidGrant, InvalidClient) as exc:
+                except InvalidGrant as exc:
                     _end(current, Reason.REFRESH_REJECTED)
                     ended = (Reason.REFRESH_REJECTED, exc)
-                except TokenValidationError as exc:
-                    # The provider rotated the refresh token already, but we cannot trust this response.
-                    _end(current, Reason.SUBJECT_CHANGED if "subject" in str(exc) else Reason.REFRESH_REJECTED)
-                    ended = (current.ended_reason, exc)
                 else:
-                    previous_version = current.version
-                    _apply(current, tokens, claims, now)
-                    current.last_refreshed_at = now
-                    current.refresh_count += 1
-                    current.version = previous_version + 1
-                    current.last_seen_at = now
-                    # Versioned write: a no-op if anything else wrote this row since we read it under the lock.
-                    fields = {
-                        f.attname: getattr(current, f.attname)
-                        for f in OAuthSession._meta.concrete_fields
-                        if not f.primary_key
-                    }
-                    updated = (
-                        OAuthSession.objects.using(using)
-                        .filter(pk=current.pk, version=previous_version)
-                        .update(**fields)
-                    )
-                    if updated != 1:
-                        raise TokenRefreshUnavailable("token record changed during refresh")
-                    refreshed = True
-    except (TransientProviderError, InvalidResponse, ProviderError, ConfigurationError) as exc:
+                    # From here on the provider may have rotated the refresh token: it must not be lost.
+                    try:
+                        claims = (
+                            validate_refreshed_id_token(tokens.id_token, current.claims) if tokens.id_token else None
+                        )
+                    except TokenValidationError as exc:
+                        # A response we can never trust (another subject, issuer, audience): end the session.
+                        _end(
+                            current,
+                            Reason.SUBJECT_CHANGED if isinstance(exc, SubjectChanged) else Reason.REFRESH_REJECTED,
+                        )
+                        ended, to_revoke = (current.ended_reason, exc), tokens
+                    except _TRANSIENT as exc:
+                        # E.g. the ID token names a new key and the JWKS cannot be fetched right now.
+                        _keep_refresh_token(using, current, tokens, previous_version)
+                        unusable = exc
+                    else:
+                        _apply(current, tokens, claims, now)
+                        current.last_refreshed_at = now
+                        current.refresh_count += 1
+                        current.version = previous_version + 1
+                        current.last_seen_at = now
+                        if not _versioned_update(using, current, previous_version, **_token_columns(current)):
+                            raise TokenRefreshUnavailable("token record changed during refresh")
+                        refreshed = True
+    except InvalidClient as exc:
+        # invalid_client / unauthorized_client: the site's credentials or registration (an expired client secret),
+        # not this person's grant. Keep every session and its tokens; refreshes resume once it is fixed.
+        logger.error(
+            "token refresh refused: the provider rejected this client (%s); sessions kept, run oidc_doctor", exc
+        )
+        signals.client_rejected.send(OAuthSession, error=exc, request=request)
+        signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
+        raise TokenRefreshUnavailable(str(exc)) from None
+    except _TRANSIENT as exc:
         logger.warning("token refresh failed, session kept (%s): %s", type(exc).__name__, exc)
         signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
         raise TokenRefreshUnavailable(str(exc)) from None
     except DatabaseError as exc:
-        # PostgreSQL lock_timeout, SQLite "database is locked": another refresh is taking too long.
-        logger.warning("token refresh lock not acquired in time: %s", type(exc).__name__)
+        if tokens is not None and not refreshed and ended is None:
+            # The provider answered and then the write failed: save the new refresh token in a transaction of
+            # its own (the failed one was rolled back) before anything can present the spent one.
+            _rescue_refresh_token(using, record.pk, tokens, previous_version)
+            logger.warning("token refresh not stored (%s); new refresh token kept", type(exc).__name__)
+        else:
+            # PostgreSQL lock_timeout, SQLite "database is locked": another refresh is taking too long.
+            logger.warning("token refresh lock not acquired in time: %s", type(exc).__name__)
         signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
-        raise TokenRefreshUnavailable("token record is locked") from None
+        raise TokenRefreshUnavailable("token record could not be written") from None
 
+    if to_revoke is not None:
+        revoke_tokens(to_revoke.refresh_token or "", to_revoke.access_token)
     if ended is not None:
         reason, error = ended
         logger.warning("token refresh refused, session ended (%s): %s", reason, error)
         signals.token_refresh_failed.send(OAuthSession, record=current, request=request, error=error, transient=False)
         signals.oauth_session_ended.send(OAuthSession, record=current, reason=reason, ended_by="")
         raise ReauthenticationRequired(reason)
+    if unusable is not None:
+        logger.warning(
+            "token refresh answer not usable now, new refresh token kept (%s): %s", type(unusable).__name__, unusable
+        )
+        signals.token_refresh_failed.send(OAuthSession, record=current, request=request, error=unusable, transient=True)
+        raise TokenRefreshUnavailable(str(unusable))
     if refreshed:
         logger.info("tokens refreshed for session %s (refresh #%d)", current.pk, current.refresh_count)
         signals.tokens_refreshed.send(OAuthSession, record=current, request=request)
     return current
+
+
+def _rescue_refresh_token(using: str, pk: Any, tokens: TokenResponse, previous_version: int) -> None:
+    try:
+        with transaction.atomic(using=using):
+            record = OAuthSession.objects.using(using).select_for_update().get(pk=pk)
+            if record.version == previous_version and record.ended_at is None:
+                _keep_refresh_token(using, record, tokens, previous_version)
+    except DatabaseError as exc:
+        logger.error("new refresh token could not be stored (%s): the next refresh may fail", type(exc).__name__)
 
 
 def ensure_fresh(request: HttpRequest, *, force_since: datetime | None = None) -> OAuthSession | None:

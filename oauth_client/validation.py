@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from jwcrypto import jwk, jws
@@ -15,7 +16,7 @@ from jwcrypto.common import JWException
 
 from oauth_client import discovery, strictjson
 from oauth_client.conf import oauth_settings
-from oauth_client.exceptions import TokenValidationError
+from oauth_client.exceptions import SubjectChanged, TokenValidationError, TransientProviderError
 
 _KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 # Back-Channel Logout 1.0 §2.4: the member of the `events` claim that makes a JWT a logout token (a hyphen, not an
@@ -67,8 +68,15 @@ def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> tuple[di
     keys = _candidate_keys(discovery.get_jwks(), kid, kty)
     if not keys and kid is not None:
         # The provider may have rotated its signing key since we cached the JWKS.
-        keyset = discovery.get_jwks(refetch=True, rate_limited=not from_token_endpoint)
+        keyset, fetched = discovery.refetch_jwks(rate_limited=not from_token_endpoint)
         keys = _candidate_keys(keyset, kid, kty)
+        if not keys and not fetched:
+            # The refetch is rate-limited: this may be a key the provider rotated in moments ago. Not a verdict on
+            # the token (a genuine logout token is retried by the provider after a 503), so not a 400.
+            raise TransientProviderError(
+                "token names an unknown key and the JWKS was fetched moments ago",
+                retry_after=float(oauth_settings.JWKS_MIN_REFETCH_SECONDS),
+            )
     if not keys:
         raise TokenValidationError("no provider key matches the token")
     if kid is None and len(keys) > 1:
@@ -115,17 +123,10 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
         raise TokenValidationError("token was issued in the future")
 
 
-def validate_id_token(
-    raw: str,
-    *,
-    nonce: str | None,
-    expected_sub: str | None = None,
-    now: float | None = None,
-) -> dict[str, Any]:
+def validate_id_token(raw: str, *, nonce: str | None, now: float | None = None) -> dict[str, Any]:
     """Validate an ID token and return its claims.
 
-    `nonce` is required at sign-in; after a refresh pass None and `expected_sub` instead: the provider may
-    keep or drop the original nonce, but `iss` and `sub` must not change (OIDC Core §12.2).
+    `nonce` is required at sign-in; a refreshed ID token is checked by `validate_refreshed_id_token` instead.
     """
     now = time.time() if now is None else now
     leeway = int(oauth_settings.CLOCK_LEEWAY)
@@ -149,8 +150,31 @@ def validate_id_token(
         got = claims.get("nonce")
         if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
             raise TokenValidationError("token nonce does not match")
-    if expected_sub is not None and not hmac.compare_digest(sub.encode(), expected_sub.encode()):
-        raise TokenValidationError("refreshed token subject differs from the signed-in subject")
+    return claims
+
+
+def _audiences(claims: Mapping[str, Any]) -> frozenset[str]:
+    aud = claims.get("aud")
+    return frozenset([aud] if isinstance(aud, str) else aud if isinstance(aud, list) else [])
+
+
+def validate_refreshed_id_token(raw: str, original: Mapping[str, Any], *, now: float | None = None) -> dict[str, Any]:
+    """Validate an ID token from a refresh against the claims of the session's ID token (OIDC Core §12.2): the
+    same `iss`, `sub`, `aud` and `azp` (none before → none now); `auth_time`, when both have it, the original
+    authentication time; a `nonce`, if the provider repeats one, the original nonce. No nonce is required."""
+    claims = validate_id_token(raw, nonce=None, now=now)
+    if claims["iss"] != original.get("iss"):
+        raise TokenValidationError("refreshed token issuer differs from the signed-in issuer")
+    if not hmac.compare_digest(claims["sub"].encode(), str(original.get("sub", "")).encode()):
+        raise SubjectChanged("refreshed token subject differs from the signed-in subject")
+    if _audiences(claims) != _audiences(original):
+        raise TokenValidationError("refreshed token audience differs from the original")
+    if claims.get("azp") != original.get("azp"):
+        raise TokenValidationError("refreshed token azp differs from the original")
+    if "auth_time" in claims and "auth_time" in original and claims["auth_time"] != original["auth_time"]:
+        raise TokenValidationError("refreshed token auth_time differs from the original authentication")
+    if "nonce" in claims and claims["nonce"] != original.get("nonce"):
+        raise TokenValidationError("refreshed token nonce differs from the original")
     return claims
 
 

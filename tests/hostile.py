@@ -134,6 +134,11 @@ class HostileProvider:
         self.issued: dict[str, list[str]] = {"access_token": [], "refresh_token": [], "id_token": [], "code": []}
         self._codes: dict[str, _Grant] = {}
         self._refresh_tokens: dict[str, bool] = {}  # token → still valid
+        # Refresh tokens presented again after they were rotated (a provider like Auth0 treats that as theft),
+        # and tokens revoked at /revoke (RFC 7009).
+        self.reused: list[str] = []
+        self.revoked: list[str] = []
+        self.authenticated_at: int | None = None
         self._access_tokens: set[str] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -152,6 +157,7 @@ class HostileProvider:
         self.discovery_overrides: dict[str, Any] = {}
         self.jwks_extra: list[dict[str, Any]] = []
         self.jwks_delay = 0.0
+        self.jwks_outage: Reply | None = None  # answered instead of the key set
         self.token_delay = 0.0  # seconds to sit on a token request before answering
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -195,6 +201,7 @@ class HostileProvider:
             "token_endpoint": f"{self.base_url}/token",
             "userinfo_endpoint": f"{self.base_url}/userinfo",
             "jwks_uri": f"{self.base_url}/jwks",
+            "revocation_endpoint": f"{self.base_url}/revoke",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256"],
@@ -222,13 +229,16 @@ class HostileProvider:
 
     def id_token_claims_for(self, nonce: str | None) -> dict[str, Any]:
         now = int(time.time())
+        if nonce is not None:
+            # A sign-in authenticates now; a refresh keeps that time (OIDC Core §12.2).
+            self.authenticated_at = now
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": self.subject,
             "aud": self.client_id,
             "exp": now + self.token_seconds,
             "iat": now,
-            "auth_time": now,
+            "auth_time": self.authenticated_at or now,
             "email": self.email,
             "name": "Alice Hostile",
         }
@@ -324,6 +334,8 @@ class HostileProvider:
             with self._lock:
                 valid = self._refresh_tokens.get(token, False)
                 if token in self._refresh_tokens:
+                    if not valid and token not in self.revoked:
+                        self.reused.append(token)
                     self._refresh_tokens[token] = False  # rotated: single use
             if not valid:
                 return Reply(400, {"error": "invalid_grant"}, {"Content-Type": "application/json"})
@@ -351,7 +363,19 @@ class HostileProvider:
         if path == "/jwks":
             if self.jwks_delay:
                 time.sleep(self.jwks_delay)
+            if self.jwks_outage is not None:
+                return self.jwks_outage
             return Reply(200, self.jwks(), json_type)
+        if path == "/revoke" and method == "POST":
+            if not self._client_authenticated(headers, form):
+                return Reply(401, {"error": "invalid_client"}, json_type)
+            token = form.get("token", "")
+            with self._lock:
+                self.revoked.append(token)
+                if token in self._refresh_tokens:
+                    self._refresh_tokens[token] = False
+                self._access_tokens.discard(token)
+            return Reply(200, b"", {})
         if path == "/authorize" and method == "GET":
             return self._authorize(query)
         if path == "/token" and method == "POST":

@@ -14,7 +14,7 @@ import requests
 from django.core.cache import cache
 
 from oauth_client import discovery
-from oauth_client.exceptions import TokenValidationError
+from oauth_client.exceptions import TokenValidationError, TransientProviderError
 from oauth_client.models import OAuthSession
 from oauth_client.validation import BACKCHANNEL_LOGOUT_EVENT, validate_logout_token
 from tests.browser import Browser
@@ -160,7 +160,7 @@ def test_forged_kids_cannot_make_us_hammer_the_jwks_endpoint(hostile, settings):
     def burst(tokens: list[str]) -> tuple[int, float]:
         before, started = hostile.hits["/jwks"], time.monotonic()
         for token in tokens:
-            with pytest.raises(TokenValidationError):
+            with pytest.raises((TokenValidationError, TransientProviderError)):
                 validate_logout_token(token)
         return hostile.hits["/jwks"] - before, time.monotonic() - started
 
@@ -187,10 +187,47 @@ def test_forged_kid_just_before_a_key_rotation_signs_nobody_out(hostile_site):
     resp = browser.get(hostile_site.url + "/account/", allow_redirects=False)
     assert resp.status_code == 200
     assert active_record().refresh_count == 1
-    # The rate limit still holds for logout tokens.
+    # The rate limit still holds for logout tokens: an unknown kid within the window cannot be checked now, so
+    # "try again later", and no fetch.
     again = requests.post(endpoint, data={"logout_token": forged_logout_token(op, "forged-again")}, timeout=30)
-    assert again.status_code == 400
+    assert again.status_code == 503 and again.headers["Retry-After"]
     assert op.hits["/jwks"] == 3
+
+
+def test_genuine_logout_token_with_a_just_rotated_key_is_retried_not_refused(hostile_site, settings):
+    """Issue 12 item 7: the provider rotates its key and signs a logout token with it while the JWKS refetch is
+    rate-limited (a forged kid spent the allowance): 503 + Retry-After, the session kept; the provider's retry
+    after the window ends the session."""
+    op = hostile_site.op
+    settings_window = 2
+    settings.OAUTH_CLIENT = op.client_settings(JWKS_MIN_REFETCH_SECONDS=settings_window)
+    cache.clear()
+    browser = signed_in(hostile_site)
+    endpoint = hostile_site.url + "/oauth/backchannel-logout/"
+    assert (
+        requests.post(endpoint, data={"logout_token": forged_logout_token(op, "forged")}, timeout=30).status_code == 400
+    )
+    new = op.rotate_signing_key(keep_old=True)
+    now = int(time.time())
+    claims = {
+        "iss": op.issuer,
+        "aud": op.client_id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": "genuine-after-rotation",
+        "sub": op.subject,
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+    }
+    genuine = sign(claims, new, header={"alg": "RS256", "kid": new.get("kid"), "typ": "logout+jwt"})
+
+    first = requests.post(endpoint, data={"logout_token": genuine}, timeout=30)
+    assert first.status_code == 503 and int(first.headers["Retry-After"]) == settings_window
+    assert browser.get(hostile_site.url + "/account/", allow_redirects=False).status_code == 200  # not ended
+
+    time.sleep(settings_window + 0.5)
+    retry = requests.post(endpoint, data={"logout_token": genuine}, timeout=30)
+    assert retry.status_code == 200 and retry.json() == {"sessions_ended": 1}
+    assert browser.get(hostile_site.url + "/account/", allow_redirects=False).status_code == 302
 
 
 # -- outages and junk during refresh: never a logout, never a 500, bounded time ---------------------------------
