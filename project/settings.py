@@ -146,6 +146,31 @@ OAUTH_CLIENT = {
 if os.environ.get("OAUTH_ENCRYPTION_KEYS"):
     OAUTH_CLIENT["ENCRYPTION_KEYS"] = os.environ["OAUTH_ENCRYPTION_KEYS"].split(",")
 
+# --- Behind a TLS-terminating reverse proxy (docs/deployment.md) ------------------------------------------------
+# The header the proxy sets on https requests, as `HTTP_X_FORWARDED_PROTO=https` (or `X-Forwarded-Proto=https`).
+# Only when the proxy always sets it (overwriting the client's) and the site is reachable through the proxy only.
+_proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "").strip()
+if _proxy_ssl_header:
+    _header, _equals, _header_value = (part.strip() for part in _proxy_ssl_header.partition("="))
+    if not _header or not _header_value:
+        raise RuntimeError("DJANGO_SECURE_PROXY_SSL_HEADER must look like HTTP_X_FORWARDED_PROTO=https")
+    _header = _header.upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (_header if _header.startswith("HTTP_") else f"HTTP_{_header}", _header_value)
+# Origins (scheme://host[:port]) whose unsafe requests (the sign-out POST) pass the CSRF check besides the host
+# the site sees: the public origin when the proxy does not forward Host or the scheme.
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# Sent on https responses only (so behind a proxy, with SECURE_PROXY_SSL_HEADER).
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD")
+# Exact URLs registered at the provider, instead of URLs built from each request's scheme and host.
+for _variable, _setting in (
+    ("OIDC_REDIRECT_URI", "REDIRECT_URI"),
+    ("OIDC_POST_LOGOUT_REDIRECT_URI", "POST_LOGOUT_REDIRECT_URI"),
+):
+    if os.environ.get(_variable, "").strip():
+        OAUTH_CLIENT[_setting] = os.environ[_variable].strip()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
