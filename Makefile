@@ -7,7 +7,7 @@ SITE_PORT ?= 8000
 IDP_PORT ?= 8001
 IDP_ENV := DJANGO_SETTINGS_MODULE=idp.settings IDP_ISSUER=http://127.0.0.1:$(IDP_PORT)/o
 
-.PHONY: run test venv idp idp-setup migrate lint fmt bench load messages clean
+.PHONY: run test venv node-op idp idp-setup migrate lint fmt bench load messages clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python 3.12+ is required")'
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 migrate: venv
-	$(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(PY) manage.py migrate --noinput
 	$(IDP_ENV) $(PY) manage.py migrate --noinput
 
 idp-setup: migrate
@@ -37,7 +37,19 @@ run: idp-setup
 idp: idp-setup
 	$(IDP_ENV) $(PY) manage.py runserver 127.0.0.1:$(IDP_PORT)
 
-test: venv
+# node oidc-provider, the suite's independent provider (tests/op, pinned by its lockfile): installed again when
+# node_modules is missing or older than the lockfile. Without npm its tests skip (tests/node_provider.py).
+OP_DIR := tests/op
+$(OP_DIR)/node_modules/.installed: $(OP_DIR)/package.json $(OP_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(OP_DIR) --no-audit --no-fund && touch $@; \
+	else \
+		echo "npm not found: the tests against node oidc-provider will be skipped (install nodejs and npm)"; \
+	fi
+
+node-op: $(OP_DIR)/node_modules/.installed
+
+test: venv node-op
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -65,4 +77,4 @@ load: venv
 	$(PY) bench/load.py $(LOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) .run db.sqlite3 idp.sqlite3
+	rm -rf $(VENV) .run db.sqlite3 idp.sqlite3 $(OP_DIR)/node_modules

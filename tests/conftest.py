@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from django.core.cache import cache
 
 from tests.browser import Browser
 from tests.hostile import HostileProvider
+from tests.node_provider import NodeProvider
 from tests.provider import EmbeddedProvider
 
 POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
@@ -34,7 +36,14 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedProvi
 @dataclass
 class Site:
     url: str
-    provider: EmbeddedProvider
+    provider: EmbeddedProvider | NodeProvider
+    # The site's own client at the provider; by default the provider's demo client.
+    client_id: str = ""
+    client_secret: str = ""
+
+    def __post_init__(self) -> None:
+        self.client_id = self.client_id or self.provider.client_id
+        self.client_secret = self.client_secret or self.provider.client_secret
 
     def browser(self, language: str = "en") -> Browser:
         return Browser(language)
@@ -97,3 +106,60 @@ def hostile_site(live_server, hostile: HostileProvider, settings) -> HostileSite
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# --- node oidc-provider: the independent, certified provider (tests/op, tests/node_provider.py) -----------------
+
+
+@pytest.fixture(scope="session")
+def node_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProvider]:
+    """node `oidc-provider` 9 as a real HTTP server, strict like a production provider, 12-second tokens."""
+    reason = NodeProvider.unavailable_reason()
+    if reason:
+        pytest.skip(f"node oidc-provider cannot run here: {reason}")
+    p = NodeProvider(tmp_path_factory.mktemp("node-op"))
+    p.start()
+    yield p
+    p.stop()
+
+
+def node_client_settings(
+    provider: NodeProvider, client_id: str, client_secret: str, **overrides: object
+) -> dict[str, object]:
+    """OAUTH_CLIENT for a site registered at node oidc-provider, as a deployment would configure it."""
+    return {
+        "ISSUER": provider.issuer,
+        "CLIENT_ID": client_id,
+        "CLIENT_SECRET": client_secret,
+        # oidc-provider keeps offline_access (so issues a refresh token) only when prompt=consent is asked.
+        "EXTRA_AUTH_PARAMS": {"prompt": "consent"},
+        # oidc-provider 9 serves end_session_endpoint on GET only (POST needs enableHttpPostMethods, which needs
+        # SameSite=None cookies).
+        "END_SESSION_METHOD": "GET",
+        "HTTP_TIMEOUT": (2.0, 5.0),
+        **overrides,
+    }
+
+
+def register_node_client(provider: NodeProvider, site_url: str) -> tuple[str, str]:
+    """A fresh client for the site at `site_url` (exact redirect, post-logout and back-channel URIs)."""
+    client_id, client_secret = f"site-{secrets.token_hex(6)}", secrets.token_urlsafe(32)
+    provider.register_client(
+        client_id,
+        client_secret,
+        redirect_uris=[f"{site_url}/oauth/callback/"],
+        post_logout_redirect_uris=[f"{site_url}/"],
+        backchannel_logout_uri=f"{site_url}/oauth/backchannel-logout/",
+    )
+    return client_id, client_secret
+
+
+@pytest.fixture
+def node_site(live_server, node_provider: NodeProvider, settings) -> Site:  # type: ignore[no-untyped-def]
+    """The demo site in a live server, configured as a client of node oidc-provider (its own client, counters
+    reset)."""
+    client_id, client_secret = register_node_client(node_provider, live_server.url)
+    node_provider.reset_counts()
+    settings.OAUTH_CLIENT = node_client_settings(node_provider, client_id, client_secret)
+    cache.clear()
+    return Site(url=live_server.url, provider=node_provider, client_id=client_id, client_secret=client_secret)
