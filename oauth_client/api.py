@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from django.http import HttpRequest
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from oauth_client import discovery, store
 from oauth_client.conf import oauth_settings
@@ -70,12 +71,14 @@ class BearerAuth(requests.auth.AuthBase):
     def __init__(self, request: HttpRequest) -> None:
         self.request = request
 
+    @sensitive_variables()
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         setattr(r, _SENT_AT, timezone.now())
         r.headers["Authorization"] = f"Bearer {get_access_token(self.request)}"
         r.register_hook("response", self._retry_on_invalid_token)
         return r
 
+    @sensitive_variables()
     def _retry_on_invalid_token(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         sent = response.request
         if (
@@ -104,6 +107,8 @@ class BearerAuth(requests.auth.AuthBase):
 
 
 class _TimeoutSession(requests.Session):
+    # Every frame below a call (requests, urllib3) holds the Authorization header: hidden on debug pages.
+    @sensitive_variables()
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", tuple(oauth_settings.HTTP_TIMEOUT))
         return super().request(method, url, *args, **kwargs)

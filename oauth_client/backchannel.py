@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from oauth_client import store
 from oauth_client.conf import oauth_settings
@@ -80,11 +81,13 @@ def _json(status: int, body: dict[str, Any]) -> JsonResponse:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(sensitive_post_parameters("logout_token"), name="dispatch")
 class BackchannelLogoutView(View):
     """POST /oauth/backchannel-logout/ → 200 when the token was accepted, 400 with a JSON error otherwise."""
 
     http_method_names = ["post"]
 
+    @method_decorator(sensitive_variables())
     def post(self, request: HttpRequest) -> HttpResponse:
         raw = request.POST.get("logout_token", "")
         if not raw:

@@ -6,16 +6,16 @@ IDs are stable (docs/diagnostics.md lists them all). "Production" means DEBUG is
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from oauth_client import discovery
 from oauth_client.conf import DEFAULTS, IMPORT_STRINGS, oauth_settings
+from oauth_client.urls_policy import insecure_endpoints, is_secure_url
 
 TAG = "oauth_client"
 
@@ -23,22 +23,6 @@ SESSION = "django.contrib.sessions.middleware.SessionMiddleware"
 AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
 MESSAGES = "django.contrib.messages.middleware.MessageMiddleware"
 OAUTH = "oauth_client.middleware.OAuthSessionMiddleware"
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_secure_url(url: str) -> bool:
-    """https, or http to a loopback host."""
-    scheme = urlsplit(url).scheme
-    return scheme == "https" or (scheme == "http" and is_loopback(url))
 
 
 @register(Tags.security, TAG)
@@ -134,6 +118,20 @@ def check_https(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                     id="oauth_client.E003",
                 )
             )
+    # The provider's own endpoints, as far as they are known without a network call (cached discovery); the
+    # client refuses them at run time as well.
+    metadata = discovery.cached_metadata()
+    for name in insecure_endpoints(metadata or {}):
+        messages.append(
+            Error(
+                f"The provider's {name} {metadata[name]!r} (discovery) is not an https URL."
+                if metadata
+                else f"The provider's {name} is not an https URL.",
+                hint="The client will not send tokens, codes or the client secret there. Fix the provider's "
+                "configuration (its public URL / proxy headers), or use its https issuer.",
+                id="oauth_client.E013",
+            )
+        )
     return messages
 
 
@@ -331,3 +329,29 @@ def check_setting_values(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
         elif not callable(value):
             messages.append(Error(f"OAUTH_CLIENT['{name}'] is not callable.", id="oauth_client.E011"))
     return messages
+
+
+@register(Tags.database, TAG)
+def check_sqlite_transaction_mode(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """On SQLite, `select_for_update()` is a no-op: the refresh lock is SQLite's write lock, taken at BEGIN only in
+    IMMEDIATE mode. In the default DEFERRED mode two requests both read the old refresh token and both present it."""
+    from django.db import connections, router
+
+    from oauth_client.models import OAuthSession
+
+    alias = router.db_for_write(OAuthSession)
+    if connections[alias].vendor != "sqlite":
+        return []
+    mode = str(settings.DATABASES[alias].get("OPTIONS", {}).get("transaction_mode", "")).upper()
+    if mode == "IMMEDIATE":
+        return []
+    return [
+        Error(
+            f"The SQLite database {alias!r} holding the token records does not use transaction_mode IMMEDIATE: "
+            "concurrent requests of one session could refresh twice (and a rotating provider would revoke the "
+            "whole token family).",
+            hint=f'Set DATABASES[{alias!r}]["OPTIONS"]["transaction_mode"] = "IMMEDIATE" (Django 5.1+), or use '
+            "PostgreSQL.",
+            id="oauth_client.E014",
+        )
+    ]

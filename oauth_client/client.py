@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from oauth_client import http
 from oauth_client.conf import oauth_settings
@@ -141,6 +142,7 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
     )
 
 
+@sensitive_variables()
 def _authenticate(
     metadata: dict[str, Any], form: dict[str, str]
 ) -> tuple[dict[str, str], requests.auth.AuthBase | None]:
@@ -153,6 +155,7 @@ def _authenticate(
     return {**form, "client_id": client_id, "client_secret": secret}, None
 
 
+@sensitive_variables()
 def _token_request(form: dict[str, str], *, idempotent: bool) -> TokenResponse:
     metadata = get_metadata()
     form, auth = _authenticate(metadata, form)
@@ -168,6 +171,7 @@ def _token_request(form: dict[str, str], *, idempotent: bool) -> TokenResponse:
     return _parse_token_response(resp)
 
 
+@sensitive_variables()
 def exchange_code(code: str, redirect_uri: str, code_verifier: str) -> TokenResponse:
     # A code is single-use: once the provider may have seen it, a retry can only fail.
     return _token_request(
@@ -181,11 +185,13 @@ def exchange_code(code: str, redirect_uri: str, code_verifier: str) -> TokenResp
     )
 
 
+@sensitive_variables()
 def refresh(refresh_token: str) -> TokenResponse:
     # No scope/audience parameter: the refreshed grant keeps what the user consented to, never wider.
     return _token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, idempotent=False)
 
 
+@sensitive_variables()
 def revoke(token: str, token_type_hint: str = "refresh_token") -> bool:
     """RFC 7009 revocation. Returns False when the provider has no revocation endpoint."""
     metadata = get_metadata()
@@ -199,6 +205,7 @@ def revoke(token: str, token_type_hint: str = "refresh_token") -> bool:
     return True
 
 
+@sensitive_variables()
 def userinfo(access_token: str) -> dict[str, Any]:
     endpoint = get_metadata().get("userinfo_endpoint")
     if not endpoint:

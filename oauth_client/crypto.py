@@ -28,16 +28,25 @@ def derive_key(secret: str) -> bytes:
 
 @functools.cache
 def fernet() -> MultiFernet:
-    keys = list(oauth_settings.ENCRYPTION_KEYS) or [derive_key(settings.SECRET_KEY)]
+    """ENCRYPTION_KEYS, or keys derived from SECRET_KEY and then each of SECRET_KEY_FALLBACKS: rotating the secret
+    key the Django way (new key in front, old one in the fallbacks) keeps stored tokens readable; tokens are
+    re-encrypted with the first key whenever they are written (every refresh)."""
+    keys = list(oauth_settings.ENCRYPTION_KEYS) or [
+        derive_key(secret) for secret in [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    ]
     return MultiFernet([Fernet(k) for k in keys])
 
 
 def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("OAUTH_CLIENT", "SECRET_KEY"):
+    if setting in ("OAUTH_CLIENT", "SECRET_KEY", "SECRET_KEY_FALLBACKS"):
         fernet.cache_clear()
 
 
 setting_changed.connect(_reset)
+
+
+# Every Fernet token starts with the version byte 0x80 and a timestamp whose high bytes are zero.
+FERNET_PREFIX = "gAAAAA"
 
 
 def encrypt(value: str) -> str:
@@ -110,6 +119,21 @@ class EncryptedTextField(models.TextField):
         # An untouched token is written back as the ciphertext it was read as: no decrypt/encrypt round trip.
         value = model_instance.__dict__.get(self.attname)
         return value if isinstance(value, Sealed) else super().pre_save(model_instance, add)
+
+    def value_to_string(self, obj: models.Model) -> str:
+        # Serialization (dumpdata, fixtures) writes what the database holds: ciphertext, never a token.
+        value = self.value_from_object(obj)
+        return encrypt(str(value)) if value else ""
+
+    def to_python(self, value: Any) -> Any:
+        # Deserialization (loaddata of a dump) gets our ciphertext back: the token it stands for. Any other string
+        # (a token set in Python) is taken as it is.
+        if isinstance(value, str) and value.startswith(FERNET_PREFIX):
+            try:
+                return fernet().decrypt(value.encode("ascii")).decode()
+            except (InvalidToken, ValueError):
+                pass
+        return super().to_python(value)
 
     def get_prep_value(self, value: Any) -> Any:
         if isinstance(value, Sealed):

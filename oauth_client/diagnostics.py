@@ -21,7 +21,7 @@ from django.urls import NoReverseMatch, reverse
 from jwcrypto import jwk
 
 from oauth_client import client, discovery, http, views
-from oauth_client.checks import TAG, is_secure_url
+from oauth_client.checks import TAG
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
     ConfigurationError,
@@ -32,6 +32,7 @@ from oauth_client.exceptions import (
     ProviderError,
     TransientProviderError,
 )
+from oauth_client.urls_policy import insecure_endpoints, is_secure_url
 from oauth_client.validation import _KTY_FOR_ALG_PREFIX
 
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
@@ -252,6 +253,13 @@ def _clock(report: Report, date_header: str | None, local: float, round_trip: fl
 
 
 def _endpoints(report: Report, metadata: dict[str, Any]) -> None:
+    for name in insecure_endpoints(metadata):
+        report.add(
+            f"endpoint:{name}",
+            FAIL,
+            f"{name} is plain http: {metadata[name]} (the client refuses to use it)",
+            "The provider must advertise https endpoints; behind a proxy, check its public URL / forwarded headers.",
+        )
     for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         if isinstance(metadata.get(name), str) and metadata[name]:
             report.add(f"endpoint:{name}", OK, f"{name}: {metadata[name]}")

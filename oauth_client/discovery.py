@@ -21,6 +21,7 @@ from jwcrypto import jwk
 from oauth_client import http
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ConfigurationError, InvalidResponse
+from oauth_client.urls_policy import insecure_endpoints
 
 logger = logging.getLogger("oauth_client.discovery")
 
@@ -78,7 +79,17 @@ def _fetch_metadata() -> dict[str, Any]:
     for field in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         if not isinstance(data.get(field), str):
             raise ConfigurationError(f"discovery document lacks {field}")
+    # Tokens, codes and the client secret never go over plain http to another host, whatever discovery says.
+    insecure = insecure_endpoints(data)
+    if insecure:
+        raise ConfigurationError(f"discovery advertises plain-http endpoints: {', '.join(insecure)}")
     return data
+
+
+def cached_metadata() -> dict[str, Any] | None:
+    """The discovery document if it is cached (never fetches): for system checks, which must not use the network."""
+    data = _memo_get(_cache_key("metadata")) or _cache().get(_cache_key("metadata"))
+    return data if isinstance(data, dict) else None
 
 
 def get_metadata() -> dict[str, Any]:

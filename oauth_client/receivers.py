@@ -1,45 +1,23 @@
-"""Keep token records in step with Django sessions, and keep the event log the admin's chart is drawn from."""
+"""Keep the event log the admin's chart is drawn from.
+
+No receiver on Django's Session model: a session row is also deleted when its key is cycled (login, a session
+hash verified with a SECRET_KEY_FALLBACKS key), and the token record carries over to the new key then. Records of
+sessions that really ended are ended where the session is deleted on purpose (`store.end`) or, for expired and
+vanished sessions, by `oauth_sessions_prune`; Django keeps its fast bulk delete in `clearsessions`."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from django.contrib.sessions.models import Session
 from django.db import DatabaseError, connections, router, transaction
-from django.db.models import F
-from django.db.models.signals import post_delete
 from django.dispatch import receiver
-from django.utils import timezone
 
 from oauth_client import signals
 from oauth_client.models import OAuthEvent, OAuthSession
 
 logger = logging.getLogger("oauth_client.receivers")
 Kind = OAuthEvent.Kind
-
-
-@receiver(post_delete, sender=Session)
-def end_records_of_deleted_session(sender: Any, instance: Session, **kwargs: Any) -> None:
-    """`clearsessions` and session deletion end the matching token records at once, so nothing can use them.
-
-    Their tokens stay (encrypted) until `oauth_sessions_prune` revokes them at the provider in batches:
-    revoking needs the network, which has no place inside a bulk session delete."""
-    records = list(
-        OAuthSession.objects.filter(session_key=instance.session_key, ended_at__isnull=True).defer(
-            "access_token", "id_token", "refresh_token"
-        )
-    )
-    if not records:
-        return
-    now = timezone.now()
-    reason = OAuthSession.EndReason.SESSION_GONE
-    OAuthSession.objects.filter(pk__in=[r.pk for r in records], ended_at__isnull=True).update(
-        ended_at=now, ended_reason=reason, version=F("version") + 1
-    )
-    for record in records:
-        record.ended_at, record.ended_reason = now, reason
-        signals.oauth_session_ended.send(OAuthSession, record=record, reason=reason, ended_by="")
 
 
 def record_event(kind: str, record: OAuthSession | None, detail: str = "") -> None:

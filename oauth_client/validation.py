@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
 
@@ -43,6 +44,7 @@ def _media_type(typ: str) -> str:
     return typ.removeprefix("application/")
 
 
+@sensitive_variables()
 def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS against the provider's JWKS and return its header and claims (not yet checked).
 
@@ -123,6 +125,7 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
         raise TokenValidationError("token was issued in the future")
 
 
+@sensitive_variables()
 def validate_id_token(raw: str, *, nonce: str | None, now: float | None = None) -> dict[str, Any]:
     """Validate an ID token and return its claims.
 
@@ -158,6 +161,7 @@ def _audiences(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset([aud] if isinstance(aud, str) else aud if isinstance(aud, list) else [])
 
 
+@sensitive_variables()
 def validate_refreshed_id_token(raw: str, original: Mapping[str, Any], *, now: float | None = None) -> dict[str, Any]:
     """Validate an ID token from a refresh against the claims of the session's ID token (OIDC Core §12.2): the
     same `iss`, `sub`, `aud` and `azp` (none before → none now); `auth_time`, when both have it, the original
@@ -178,6 +182,7 @@ def validate_refreshed_id_token(raw: str, original: Mapping[str, Any], *, now: f
     return claims
 
 
+@sensitive_variables()
 def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, Any]:
     """Validate a back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6) and return its claims."""
     now = time.time() if now is None else now

@@ -27,6 +27,7 @@ from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 
 from oauth_client import client, discovery, responses, signals, store
 from oauth_client.conf import oauth_settings
@@ -203,6 +204,7 @@ class CallbackView(View):
     ) -> HttpResponse:
         return responses.error_response(request, status=status, title=_("Sign-in failed"), message=message, code=code)
 
+    @method_decorator(sensitive_variables())
     def get(self, request: HttpRequest) -> HttpResponse:
         params = request.GET
         if any(len(v) > MAX_PARAM_LENGTH for values in params.lists() for v in values[1]):
@@ -260,6 +262,7 @@ class CallbackView(View):
         if iss is not None and iss != metadata["issuer"]:
             raise TokenValidationError("authorization response iss does not match the issuer")
 
+    @method_decorator(sensitive_variables())
     def fetch_userinfo(self, access_token: str, claims: Mapping[str, Any]) -> dict[str, Any]:
         if not oauth_settings.FETCH_USERINFO:
             return {}
@@ -290,6 +293,7 @@ class CallbackView(View):
             provider_description=description,
         )
 
+    @method_decorator(sensitive_variables())
     def complete(
         self,
         request: HttpRequest,
@@ -331,14 +335,16 @@ class LogoutView(View):
 
     http_method_names = ["post", "options"]
 
+    @method_decorator(sensitive_variables())
     def post(self, request: HttpRequest) -> HttpResponse:
         record = store.load(request) if request.user.is_authenticated else None
         id_token = record.id_token if record else ""
         if record is not None:
-            store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=str(request.user), delete_session=False)
+            store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=request.user.get_username(), delete_session=False)
         logout(request)
         return self.end_session_response(request, id_token) or HttpResponseRedirect("/")
 
+    @method_decorator(sensitive_variables())
     def end_session_params(self, request: HttpRequest, id_token: str) -> dict[str, str]:
         params = {
             "id_token_hint": id_token,
@@ -349,6 +355,7 @@ class LogoutView(View):
             params["ui_locales"] = _ui_locales()
         return params
 
+    @method_decorator(sensitive_variables())
     def end_session_response(self, request: HttpRequest, id_token: str) -> HttpResponse | None:
         """RP-initiated logout at the provider, when it advertises an end_session_endpoint."""
         try:

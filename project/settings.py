@@ -18,12 +18,19 @@ def env_bool(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a deployment that forgets the variable must not serve Django's technical pages.
+# `make run`, `make idp` and the test suite (tests/settings.py) turn it on.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "django-insecure-dev-only-key-change-me"  # noqa: S105 - development default only
+# Frames that hold a token, a code or the client secret are marked sensitive; hide them on debug pages too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "oauth_client.debug.SensitiveDataFilter"
+# Without DEBUG and without DJANGO_SECRET_KEY, Django refuses to use the empty key ("The SECRET_KEY setting must
+# not be empty") wherever one is needed: sessions, signing, token encryption.
+# Rotating the secret key: the new one in DJANGO_SECRET_KEY, the old ones here (comma-separated, newest first).
+# Sessions stay valid (Django re-signs them) and so do the stored tokens (encryption keys derive from all of them).
+SECRET_KEY_FALLBACKS = [k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")]
 
 INSTALLED_APPS = [

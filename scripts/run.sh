@@ -16,7 +16,9 @@ trap cleanup INT TERM EXIT
 DJANGO_SETTINGS_MODULE=idp.settings IDP_ISSUER="http://127.0.0.1:${IDP_PORT}/o" \
   "$PY" manage.py runserver "127.0.0.1:${IDP_PORT}" --noreload &
 pids+=($!)
-IDP_URL="http://127.0.0.1:${IDP_PORT}" "$PY" manage.py runserver "127.0.0.1:${SITE_PORT}" &
+# Development: DEBUG on unless the environment says otherwise (the settings default to off).
+DJANGO_DEBUG="${DJANGO_DEBUG:-true}" IDP_URL="http://127.0.0.1:${IDP_PORT}" \
+  "$PY" manage.py runserver "127.0.0.1:${SITE_PORT}" &
 pids+=($!)
 
 for _ in $(seq 1 60); do

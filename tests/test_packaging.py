@@ -92,7 +92,14 @@ TEMPLATES = [
         "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
     }
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+        # The refresh lock on SQLite (check oauth_client.E014).
+        "OPTIONS": {"transaction_mode": "IMMEDIATE"},
+    }
+}
 USE_TZ = True
 LOGIN_REDIRECT_URL = "/whoami/"
 OAUTH_CLIENT = {

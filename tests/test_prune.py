@@ -1,4 +1,4 @@
-"""Clean-up: clearsessions ends token records at once; oauth_sessions_prune revokes and removes what is dead."""
+"""Clean-up: oauth_sessions_prune ends the token records of expired or vanished sessions, revokes and removes what is dead."""
 
 from __future__ import annotations
 
@@ -31,22 +31,21 @@ def expire_django_session(record: OAuthSession) -> None:
     Session.objects.filter(session_key=record.session_key).update(expire_date=timezone.now() - timedelta(seconds=1))
 
 
-def test_clearsessions_ends_the_record_and_prune_revokes_its_token(site):
+def test_after_clearsessions_prune_ends_the_record_and_revokes_its_token(site):
     browser = signed_in_as(site)
     record = newest_record()
     refresh_token = record.refresh_token
     expire_django_session(record)
 
-    call_command("clearsessions")
-    record.refresh_from_db()
-    assert record.ended_reason == OAuthSession.EndReason.SESSION_GONE
+    call_command("clearsessions")  # Django's own fast delete: no receiver of ours, no network call
     assert not is_signed_in(site, browser)
-    assert not site.provider.is_refresh_token_revoked(refresh_token)  # clearsessions does no network calls
+    assert not site.provider.is_refresh_token_revoked(refresh_token)
 
     out = run_prune()
-    assert "revoked_pending: 1" in out and "revocations_confirmed: 1" in out
+    assert "ended_session_gone: 1" in out and "revocations_confirmed: 1" in out
     assert site.provider.is_refresh_token_revoked(refresh_token)
     record.refresh_from_db()
+    assert record.ended_reason == OAuthSession.EndReason.SESSION_GONE
     assert not record.refresh_token and not record.access_token and not record.id_token
     assert OAuthEvent.objects.filter(kind=OAuthEvent.Kind.ENDED, session=record).count() == 1
     # Nothing left to do the second time.
