@@ -51,8 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "DISCOVERY_CACHE_SECONDS": 3600,
     "JWKS_MIN_REFETCH_SECONDS": 60,
     "CACHE_ALIAS": "default",
-    # HTTP: (connect, read) timeouts; transient failures are retried within a total time budget.
+    # HTTP: (connect, read) timeouts per socket operation; a hard deadline per attempt (connect, headers and
+    # body together, however slowly they come); transient failures are retried within a total time budget.
     "HTTP_TIMEOUT": (3.05, 5.0),
+    "HTTP_DEADLINE": 5.0,
     "HTTP_RETRIES": 2,
     "HTTP_RETRY_BUDGET": 8.0,
     "HTTP_MAX_RESPONSE_BYTES": 512 * 1024,

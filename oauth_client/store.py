@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from oauth_client import client, discovery, queries, signals
 from oauth_client.backends import preloaded_user
@@ -169,6 +170,7 @@ def _apply(record: OAuthSession, tokens: TokenResponse, claims: Mapping[str, Any
     _warn_if_short_lived(record, now)
 
 
+@sensitive_variables()
 def create(
     request: HttpRequest,
     user: Any,
@@ -200,12 +202,17 @@ def create(
 
 
 def _lock_timeout(using: str) -> None:
-    """Bound the wait for another request's refresh, so a stuck provider call cannot pile up workers."""
+    """Bound the wait for another request's refresh, so a stuck provider call cannot pile up workers.
+
+    Backstop: the provider calls made while the row is locked end by HTTP_RETRY_BUDGET each (http.py); should a
+    worker stay idle in the transaction far past that (stuck), PostgreSQL ends its session and the lock."""
     connection = connections[using]
     if connection.vendor == "postgresql":
         ms = int(oauth_settings.LOCK_TIMEOUT * 1000)
+        idle_ms = int((2 * oauth_settings.HTTP_RETRY_BUDGET + 5) * 1000)
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {ms}")
+            cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}")
 
 
 def _end(record: OAuthSession, reason: str, ended_by: str = "") -> None:
@@ -237,6 +244,7 @@ def _versioned_update(using: str, record: OAuthSession, previous_version: int, *
     return OAuthSession.objects.using(using).filter(pk=record.pk, version=previous_version).update(**columns) == 1
 
 
+@sensitive_variables()
 def _keep_refresh_token(using: str, record: OAuthSession, tokens: TokenResponse, previous_version: int) -> bool:
     """The provider rotated the refresh token but the rest of its answer cannot be used now (a key we could not
     fetch, a database error): store the new refresh token alone, keep the old access and ID tokens, so the next
@@ -255,6 +263,7 @@ def _keep_refresh_token(using: str, record: OAuthSession, tokens: TokenResponse,
     )
 
 
+@sensitive_variables()
 def refresh(
     record: OAuthSession, *, force_since: datetime | None = None, request: HttpRequest | None = None
 ) -> OAuthSession:
@@ -369,6 +378,7 @@ def refresh(
     return current
 
 
+@sensitive_variables()
 def _rescue_refresh_token(using: str, pk: Any, tokens: TokenResponse, previous_version: int) -> None:
     try:
         with transaction.atomic(using=using):
@@ -428,6 +438,7 @@ def session_store(session_key: str) -> Any:
     return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
 
 
+@sensitive_variables()
 def end(
     record: OAuthSession,
     reason: str,
@@ -454,6 +465,7 @@ def end(
     return revoked
 
 
+@sensitive_variables()
 def revoke_tokens(refresh_token: str, access_token: str = "") -> bool:
     """Best-effort RFC 7009 revocation; failures are logged, never raised (the local session ends anyway)."""
     token, hint = (refresh_token, "refresh_token") if refresh_token else (access_token, "access_token")

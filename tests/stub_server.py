@@ -21,6 +21,9 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     hang: float = 0.0  # seconds to wait, then close without answering
     reset: bool = False  # close the connection without answering
+    drip: float = 0.0  # send the body one byte at a time, pausing this many seconds before each byte
+    drip_headers: bool = False  # with `drip`: the status line and headers too
+    drip_framed: bool = True  # with `drip`: send Content-Length (False: the body ends when the connection does)
 
 
 @dataclass
@@ -66,6 +69,9 @@ class StubServer:
                     headers.setdefault("Content-Type", "application/json")
                 elif isinstance(body, str):
                     body = body.encode()
+                if answer.drip:
+                    self._drip(answer, headers, body)
+                    return
                 if "Date" in headers:
                     # A chosen Date (clock skew tests) replaces the one send_response would add.
                     self.send_response_only(answer.status)
@@ -76,6 +82,26 @@ class StubServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _drip(self, answer: Answer, headers: dict[str, str], body: bytes) -> None:
+                """A provider or gateway that answers one byte at a time (each byte well within any read
+                timeout), until it is done or the client hangs up."""
+                reason = self.responses.get(answer.status, ("",))[0]
+                lines = [
+                    f"{self.protocol_version} {answer.status} {reason}",
+                    *(f"{k}: {v}" for k, v in headers.items()),
+                ]
+                if answer.drip_framed:
+                    lines.append(f"Content-Length: {len(body)}")
+                head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+                try:
+                    if not answer.drip_headers:
+                        self.wfile.write(head)
+                    for byte in head + body if answer.drip_headers else body:
+                        time.sleep(answer.drip)
+                        self.wfile.write(bytes([byte]))
+                except OSError:
+                    pass  # the client gave up
 
             do_GET = do_POST = _answer
 

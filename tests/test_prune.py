@@ -1,4 +1,5 @@
-"""Clean-up: oauth_sessions_prune ends the token records of expired or vanished sessions, revokes and removes what is dead."""
+"""Clean-up: oauth_sessions_prune ends the token records of expired or vanished sessions, and revokes and removes
+what is dead."""
 
 from __future__ import annotations
 
