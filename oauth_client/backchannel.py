@@ -98,10 +98,12 @@ class BackchannelLogoutView(View):
             logger.warning("back-channel logout refused: %s", exc)
             return _json(400, {"error": "invalid_request", "error_description": str(exc)})
         except (TransientProviderError, InvalidResponse, ConfigurationError) as exc:
-            # We cannot check the signature right now; that says nothing about the token, so no 400.
-            logger.error("back-channel logout not checked, provider keys unavailable: %s", exc)
-            response = _json(503, {"error": "temporarily_unavailable"})
+            # We cannot check the signature right now; that says nothing about the token, so no 400. An unknown
+            # kid inside the JWKS refetch window is anyone's to send: a warning, not an error.
             retry_after = getattr(exc, "retry_after", None)
+            level = logging.WARNING if retry_after else logging.ERROR
+            logger.log(level, "back-channel logout not checked, provider keys unavailable: %s", exc)
+            response = _json(503, {"error": "temporarily_unavailable"})
             response["Retry-After"] = str(int(retry_after)) if retry_after else "30"
             return response
         try:

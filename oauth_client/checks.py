@@ -11,6 +11,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from oauth_client import discovery
@@ -124,9 +125,7 @@ def check_https(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     for name in insecure_endpoints(metadata or {}):
         messages.append(
             Error(
-                f"The provider's {name} {metadata[name]!r} (discovery) is not an https URL."
-                if metadata
-                else f"The provider's {name} is not an https URL.",
+                f"The provider's {name} {(metadata or {})[name]!r} (cached discovery) is not an https URL.",
                 hint="The client will not send tokens, codes or the client secret there. Fix the provider's "
                 "configuration (its public URL / proxy headers), or use its https issuer.",
                 id="oauth_client.E013",
@@ -236,6 +235,25 @@ def check_authentication_backend(app_configs: Any, **kwargs: Any) -> list[CheckM
 
 
 @register(Tags.security, TAG)
+def check_secret_key(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Sessions and (without ENCRYPTION_KEYS) the token encryption keys derive from SECRET_KEY: a site started
+    without one would fail at its first sign-in, so say so at start-up."""
+    try:
+        empty = not settings.SECRET_KEY
+    except ImproperlyConfigured:
+        empty = True
+    if not empty:
+        return []
+    return [
+        Error(
+            "SECRET_KEY is empty: sessions cannot be signed and stored tokens cannot be encrypted.",
+            hint="Set DJANGO_SECRET_KEY (DJANGO_DEBUG is off by default, and only debug mode has a development key).",
+            id="oauth_client.E015",
+        )
+    ]
+
+
+@register(Tags.security, TAG)
 def check_production_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     if settings.DEBUG:
         return []
@@ -331,7 +349,7 @@ def check_setting_values(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     return messages
 
 
-@register(Tags.database, TAG)
+@register(TAG)
 def check_sqlite_transaction_mode(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """On SQLite, `select_for_update()` is a no-op: the refresh lock is SQLite's write lock, taken at BEGIN only in
     IMMEDIATE mode. In the default DEFERRED mode two requests both read the old refresh token and both present it."""

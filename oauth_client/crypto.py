@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
@@ -132,7 +133,8 @@ class EncryptedTextField(models.TextField):
             try:
                 return fernet().decrypt(value.encode("ascii")).decode()
             except (InvalidToken, ValueError):
-                pass
+                # A dump made under other keys: refuse it rather than store ciphertext as if it were a token.
+                raise ValidationError("encrypted token that none of the current keys can read") from None
         return super().to_python(value)
 
     def get_prep_value(self, value: Any) -> Any:

@@ -88,7 +88,10 @@ def _fetch_metadata() -> dict[str, Any]:
 
 def cached_metadata() -> dict[str, Any] | None:
     """The discovery document if it is cached (never fetches): for system checks, which must not use the network."""
-    data = _memo_get(_cache_key("metadata")) or _cache().get(_cache_key("metadata"))
+    try:
+        data = _memo_get(_cache_key("metadata")) or _cache().get(_cache_key("metadata"))
+    except Exception:  # noqa: BLE001 - a cache that is down (or a table not yet created) says nothing here
+        return None
     return data if isinstance(data, dict) else None
 
 

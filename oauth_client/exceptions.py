@@ -45,6 +45,10 @@ class TokenValidationError(OAuthClientError):
     """An ID token or logout token failed validation."""
 
 
+class ClockSkew(TokenValidationError):
+    """A token's iat is in the future or its exp already past, beyond CLOCK_LEEWAY: a clock is wrong somewhere."""
+
+
 class SubjectChanged(TokenValidationError):
     """A refreshed ID token names another subject than the signed-in one (OIDC Core §12.2)."""
 

@@ -43,15 +43,16 @@ class OAuthSessionMiddleware:
             logout(request)
             messages.info(request, _("Your session was ended. Please sign in again."), fail_silently=True)
             return None
+        # First: the session key may have just been cycled (a SECRET_KEY_FALLBACKS hash), and the record must
+        # follow it before anything can answer early, or prune would take the record's session for gone.
+        store.touch(request, record)
         try:
-            record = store.ensure_fresh(request)
+            store.ensure_fresh(request)
         except ReauthenticationRequired:
             logout(request)
             return responses.reauthentication_required(request)
         except TokenRefreshUnavailable:
             return responses.provider_unavailable(request)
-        if record is not None:
-            store.touch(request, record)
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

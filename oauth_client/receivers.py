@@ -1,4 +1,4 @@
-"""Keep the event log the admin's chart is drawn from.
+"""End the token record when its user signs out, and keep the event log the admin's chart is drawn from.
 
 No receiver on Django's Session model: a session row is also deleted when its key is cycled (login, a session
 hash verified with a SECRET_KEY_FALLBACKS key), and the token record carries over to the new key then. Records of
@@ -10,14 +10,34 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.auth.signals import user_logged_out
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, router, transaction
 from django.dispatch import receiver
+from django.http import HttpRequest
 
-from oauth_client import signals
+from oauth_client import signals, store
 from oauth_client.models import OAuthEvent, OAuthSession
 
 logger = logging.getLogger("oauth_client.receivers")
 Kind = OAuthEvent.Kind
+
+
+@receiver(user_logged_out)
+def end_record_on_logout(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    """Any sign-out — this app's logout view, the admin's, a project's own `auth.logout()` — ends the browser's
+    token record and revokes its refresh token at once (otherwise only the next prune would)."""
+    session = getattr(request, "session", None)
+    record_id = session.get(store.SESSION_KEY) if session is not None else None
+    if not record_id:
+        return
+    try:
+        record = OAuthSession.objects.filter(pk=record_id, ended_at__isnull=True).first()
+    except (ValueError, ValidationError):
+        return
+    if record is not None:
+        by = user.get_username() if user is not None else ""
+        store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=by, delete_session=False)
 
 
 def record_event(kind: str, record: OAuthSession | None, detail: str = "") -> None:

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -28,6 +29,7 @@ from oauth_client.backends import preloaded_user
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
+    ClockSkew,
     ConfigurationError,
     InvalidClient,
     InvalidGrant,
@@ -156,7 +158,10 @@ def _apply(record: OAuthSession, tokens: TokenResponse, claims: Mapping[str, Any
     record.access_expires_at = _expiry(tokens.expires_in, now) or id_exp or now + timedelta(minutes=5)
     if claims is not None and tokens.id_token:
         record.id_token = tokens.id_token
-        record.claims = dict(claims)
+        # OIDC Core §12.2 compares a refreshed ID token with the original authentication's: a refreshed token may
+        # omit auth_time and nonce, so the session keeps the original ones for the next comparison.
+        original = {k: record.claims[k] for k in ("auth_time", "nonce") if record.claims and k in record.claims}
+        record.claims = {**original, **claims}
         record.id_token_expires_at = id_exp
         record.sid = str(claims.get("sid") or record.sid or "")[:255]
     else:
@@ -230,12 +235,25 @@ def _is_due(record: OAuthSession, now: datetime, force_since: datetime | None) -
     return refresh_due(record, now)
 
 
+def _first_in(seconds: int, what: str) -> bool:
+    """True for the first caller in each window of `seconds`, across processes sharing the cache."""
+    try:
+        return bool(caches[oauth_settings.CACHE_ALIAS].add(f"oauth_client:once:{what}", 1, seconds))
+    except Exception:  # noqa: BLE001 - a cache outage must not hide the message
+        return True
+
+
 # Failures of the provider or of our view of it that say nothing about the person's grant: the session is kept.
 _TRANSIENT = (TransientProviderError, InvalidResponse, ProviderError, ConfigurationError)
 
 
 def _token_columns(record: OAuthSession) -> dict[str, Any]:
-    return {f.attname: getattr(record, f.attname) for f in OAuthSession._meta.concrete_fields if not f.primary_key}
+    # Not session_key: `touch` keeps it in step with the browser's session without the row lock.
+    return {
+        f.attname: getattr(record, f.attname)
+        for f in OAuthSession._meta.concrete_fields
+        if not f.primary_key and f.attname != "session_key"
+    }
 
 
 def _versioned_update(using: str, record: OAuthSession, previous_version: int, **columns: Any) -> bool:
@@ -253,7 +271,7 @@ def _keep_refresh_token(using: str, record: OAuthSession, tokens: TokenResponse,
     if tokens.refresh_token and tokens.refresh_expires_in:
         record.refresh_expires_at = _expiry(tokens.refresh_expires_in, timezone.now())
     record.version = previous_version + 1
-    return _versioned_update(
+    kept = _versioned_update(
         using,
         record,
         previous_version,
@@ -261,6 +279,10 @@ def _keep_refresh_token(using: str, record: OAuthSession, tokens: TokenResponse,
         refresh_expires_at=record.refresh_expires_at,
         version=record.version,
     )
+    if not kept:
+        # Only a writer that ignored the row lock can get here; say so loudly, the next refresh may fail.
+        logger.error("new refresh token not stored: the token record was changed without its lock")
+    return kept
 
 
 @sensitive_variables()
@@ -313,6 +335,11 @@ def refresh(
                         claims = (
                             validate_refreshed_id_token(tokens.id_token, current.claims) if tokens.id_token else None
                         )
+                    except ClockSkew as exc:
+                        # iat in the future / exp already past beyond CLOCK_LEEWAY: a clock's fault (ours or the
+                        # provider's), not the person's. Keep the new refresh token, answer as for an outage.
+                        _keep_refresh_token(using, current, tokens, previous_version)
+                        unusable = exc
                     except TokenValidationError as exc:
                         # A response we can never trust (another subject, issuer, audience): end the session.
                         _end(
@@ -335,9 +362,11 @@ def refresh(
                         refreshed = True
     except InvalidClient as exc:
         # invalid_client / unauthorized_client: the site's credentials or registration (an expired client secret),
-        # not this person's grant. Keep every session and its tokens; refreshes resume once it is fixed.
-        logger.error(
-            "token refresh refused: the provider rejected this client (%s); sessions kept, run oidc_doctor", exc
+        # not this person's grant. Keep every session and its tokens; refreshes resume once it is fixed. One
+        # ERROR line a minute across processes (the shared cache), not one per request of every user.
+        level = logging.ERROR if _first_in(60, "client-rejected") else logging.WARNING
+        logger.log(
+            level, "token refresh refused: the provider rejected this client (%s); sessions kept, run oidc_doctor", exc
         )
         signals.client_rejected.send(OAuthSession, error=exc, request=request)
         signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
@@ -347,11 +376,16 @@ def refresh(
         signals.token_refresh_failed.send(OAuthSession, record=record, request=request, error=exc, transient=True)
         raise TokenRefreshUnavailable(str(exc)) from None
     except DatabaseError as exc:
-        if tokens is not None and not refreshed and ended is None:
-            # The provider answered and then the write failed: save the new refresh token in a transaction of
-            # its own (the failed one was rolled back) before anything can present the spent one.
+        if tokens is not None and ended is None:
+            # The provider answered and then the write or the COMMIT failed: save the new refresh token in a
+            # transaction of its own (the failed one was rolled back) before anything can present the spent one.
+            # A no-op if the commit did go through (the version moved on).
             _rescue_refresh_token(using, record.pk, tokens, previous_version)
             logger.warning("token refresh not stored (%s); new refresh token kept", type(exc).__name__)
+        elif to_revoke is not None:
+            # A response refused for good, and ending the session failed: at least do not leave its token alive.
+            revoke_tokens(to_revoke.refresh_token or "", to_revoke.access_token)
+            logger.warning("token refresh refused, and the session could not be ended: %s", type(exc).__name__)
         else:
             # PostgreSQL lock_timeout, SQLite "database is locked": another refresh is taking too long.
             logger.warning("token refresh lock not acquired in time: %s", type(exc).__name__)

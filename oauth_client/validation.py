@@ -17,7 +17,7 @@ from jwcrypto.common import JWException
 
 from oauth_client import discovery, strictjson
 from oauth_client.conf import oauth_settings
-from oauth_client.exceptions import SubjectChanged, TokenValidationError, TransientProviderError
+from oauth_client.exceptions import ClockSkew, SubjectChanged, TokenValidationError, TransientProviderError
 
 _KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 # Back-Channel Logout 1.0 §2.4: the member of the `events` claim that makes a JWT a logout token (a hyphen, not an
@@ -122,7 +122,7 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
     if iat is None:
         raise TokenValidationError("token has no valid iat")
     if iat > now + leeway:
-        raise TokenValidationError("token was issued in the future")
+        raise ClockSkew("token was issued in the future")
 
 
 @sensitive_variables()
@@ -148,7 +148,7 @@ def validate_id_token(raw: str, *, nonce: str | None, now: float | None = None) 
     if exp is None:
         raise TokenValidationError("token has no valid exp")
     if exp < now - leeway:
-        raise TokenValidationError("token has expired")
+        raise ClockSkew("token has expired")
     if nonce is not None:
         got = claims.get("nonce")
         if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):

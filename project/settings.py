@@ -19,7 +19,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 # Off unless asked for: a deployment that forgets the variable must not serve Django's technical pages.
-# `make run`, `make idp` and the test suite (tests/settings.py) turn it on.
+# `make run` and the test suite (tests/settings.py) turn it on.
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY and DEBUG:
@@ -30,7 +30,7 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "oauth_client.debug.SensitiveDataFilter"
 # not be empty") wherever one is needed: sessions, signing, token encryption.
 # Rotating the secret key: the new one in DJANGO_SECRET_KEY, the old ones here (comma-separated, newest first).
 # Sessions stay valid (Django re-signs them) and so do the stored tokens (encryption keys derive from all of them).
-SECRET_KEY_FALLBACKS = [k for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k]
+SECRET_KEY_FALLBACKS = [k.strip() for k in os.environ.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")]
 
 INSTALLED_APPS = [

@@ -8,6 +8,7 @@ every reuse, as Auth0 does before it revokes the whole token family. Faults are 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from django.db import DatabaseError, connection
@@ -17,7 +18,7 @@ from oauth_client.exceptions import TokenRefreshUnavailable
 from oauth_client.models import OAuthSession
 from tests.browser import Browser
 from tests.helpers import active_record, expire_tokens
-from tests.hostile import Reply
+from tests.hostile import OMIT, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,6 +93,73 @@ def test_database_error_at_the_write_keeps_the_new_refresh_token(hostile_site):
     refreshed = store.refresh(kept)
     assert refreshed.refresh_count == 1 and refreshed.refresh_token == newest_refresh_token(op)
     assert op.reused == []
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        lambda now: {"exp": now - 3600, "iat": now - 7200},
+        lambda now: {"iat": now + 3600, "exp": now + 7200},
+    ],
+    ids=["already expired", "issued in the future"],
+)
+def test_clock_skew_in_a_refreshed_id_token_keeps_the_session_and_the_new_token(hostile_site, claims):
+    """A clock wrong beyond CLOCK_LEEWAY (ours or the provider's) is nobody's fault who is signed in."""
+    op = hostile_site.op
+    browser = signed_in(hostile_site)
+    before = active_record()
+    op.id_token_claims = claims(int(time.time()))
+    expire_tokens()
+    assert is_signed_in(hostile_site, browser)  # grace
+    kept = active_record()
+    assert kept.refresh_token == newest_refresh_token(op) != before.refresh_token
+    assert kept.access_token == before.access_token and op.revoked == []
+    op.id_token_claims = {}
+    assert is_signed_in(hostile_site, browser)
+    assert active_record().refresh_count == 1 and op.reused == []
+
+
+def test_original_auth_time_is_kept_when_a_refresh_omits_it(hostile_site):
+    """§12.2 compares with the original authentication: a refresh that leaves auth_time out must not let the next
+    one change it."""
+    op = hostile_site.op
+    browser = signed_in(hostile_site)
+    original = active_record().claims["auth_time"]
+    op.id_token_claims = {"auth_time": OMIT}
+    expire_tokens()
+    assert is_signed_in(hostile_site, browser)
+    assert active_record().claims["auth_time"] == original
+    op.id_token_claims = {"auth_time": original - 60}
+    expire_tokens()
+    resp = browser.get(hostile_site.url + "/account/", allow_redirects=False)
+    assert resp.status_code == 302
+
+
+def test_commit_failure_after_the_provider_answered_keeps_the_new_refresh_token(hostile_site, monkeypatch):
+    """The UPDATE went through and then the COMMIT failed (a dropped connection): the rotation is still kept."""
+    op = hostile_site.op
+    signed_in(hostile_site)
+    record = active_record()
+    expire_tokens()
+    record.refresh_from_db()
+    real_commit, failed = connection.commit, []
+
+    def commit_fails_once() -> None:
+        if not failed:
+            failed.append(True)
+            connection.rollback()
+            raise DatabaseError("simulated failure at COMMIT")
+        real_commit()
+
+    # Django's atomic() commits through the connection's public commit(); the first one fails.
+    monkeypatch.setattr(connection, "commit", commit_fails_once)
+    with pytest.raises(TokenRefreshUnavailable):
+        store.refresh(record)
+    monkeypatch.undo()
+    assert failed
+    kept = active_record()
+    assert kept.refresh_token == newest_refresh_token(op) != record.refresh_token
+    assert store.refresh(kept).refresh_count == 1 and op.reused == []
 
 
 # -- 1c and 2. a refresh answer rejected for good: session ended, new refresh token revoked --------------------

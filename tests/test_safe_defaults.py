@@ -135,3 +135,52 @@ def test_dumpdata_writes_ciphertext_and_loaddata_reads_it_back(site, tmp_path):
     call_command("loaddata", str(fixture), verbosity=0)
     restored = OAuthSession.objects.get(pk=record.pk)
     assert {name: getattr(restored, name) for name in tokens} == tokens
+
+
+@pytest.mark.django_db
+def test_sqlite_check_runs_with_plain_manage_py_check(monkeypatch, settings):
+    """Not a database-tagged check: `manage.py check` and runserver report it, not only `check --database`."""
+    from django.core.checks import run_checks
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    options = {k: v for k, v in settings.DATABASES["default"].get("OPTIONS", {}).items() if k != "transaction_mode"}
+    monkeypatch.setitem(settings.DATABASES["default"], "OPTIONS", options)
+    assert "oauth_client.E014" in {m.id for m in run_checks()}
+
+
+def test_empty_secret_key_is_a_check_error(settings):
+    assert checks.check_secret_key(None) == []
+    settings.SECRET_KEY = ""
+    assert [m.id for m in checks.check_secret_key(None)] == ["oauth_client.E015"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_loaddata_of_a_dump_made_under_other_keys_fails_loudly(site, settings, tmp_path):
+    site.signed_in_browser()
+    out = StringIO()
+    call_command("dumpdata", "oauth_client.oauthsession", stdout=out)
+    fixture = tmp_path / "sessions.json"
+    fixture.write_text(out.getvalue())
+    settings.SECRET_KEY = "another-" + "k" * 50
+    with pytest.raises(Exception, match="none of the current keys"):
+        call_command("loaddata", str(fixture), verbosity=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_any_django_logout_ends_the_record_and_revokes(site, settings):
+    """A project's own `auth.logout()` (or the admin's sign-out) ends this browser's token record at once."""
+    from importlib import import_module
+
+    from django.contrib.auth import logout
+    from django.test import RequestFactory
+
+    browser = site.signed_in_browser()
+    record = active_record()
+    request = RequestFactory().get("/")
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(browser.cookies["sessionid"])
+    request.user = record.user
+    logout(request)
+    ended = OAuthSession.objects.get(pk=record.pk)
+    assert ended.ended_reason == OAuthSession.EndReason.LOGOUT and ended.ended_by == record.user.get_username()
+    assert site.provider.is_refresh_token_revoked(record.refresh_token)
