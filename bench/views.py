@@ -50,6 +50,8 @@ def plain_profile(request: HttpRequest) -> HttpResponse:
         scopes=frozenset({"openid", "profile", "email", "offline_access"}),
         last_refreshed_at=None,
         has_refresh_token=True,
+        # The same page as the OAuth side's, row for row (it shows when the next refresh is due).
+        refresh_due_at=now + timedelta(minutes=9),
     )
     return render(request, "accounts/profile.html", {"tokens": tokens, "claims": sorted(claims.items())})
 
