@@ -324,3 +324,14 @@ class EmbeddedProvider:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def short_lived(tmp_dir: Path, token_seconds: int) -> EmbeddedProvider:
+    """A started provider whose access and ID tokens live `token_seconds` (any loopback redirect URI)."""
+    return EmbeddedProvider(
+        tmp_dir,
+        redirect_uris=["http://127.0.0.1:9/oauth/callback/"],
+        post_logout_redirect_uris=["http://127.0.0.1:9/"],
+        access_token_seconds=token_seconds,
+        id_token_seconds=token_seconds,
+    ).start()

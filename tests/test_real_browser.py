@@ -20,7 +20,7 @@ import pytest
 from django.core.cache import cache
 
 from tests.conftest import Site, client_settings, repo_root
-from tests.provider import EmbeddedProvider
+from tests.provider import short_lived
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -56,14 +56,7 @@ expect = sync_api.expect
 
 @pytest.fixture(scope="module")
 def short_lived_provider(tmp_path_factory: pytest.TempPathFactory):
-    p = EmbeddedProvider(
-        tmp_path_factory.mktemp("idp-browser"),
-        redirect_uris=["http://127.0.0.1:9/oauth/callback/"],
-        post_logout_redirect_uris=["http://127.0.0.1:9/"],
-        access_token_seconds=TOKEN_SECONDS,
-        id_token_seconds=TOKEN_SECONDS,
-    )
-    p.start()
+    p = short_lived(tmp_path_factory.mktemp("idp-browser"), TOKEN_SECONDS)
     yield p
     p.stop()
 

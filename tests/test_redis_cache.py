@@ -155,15 +155,8 @@ def test_discovery_and_jwks_fetched_once_for_all_workers(redis_prefix, site_data
     jwks_path = urlsplit(metadata["jwks_uri"]).path
     token_path = urlsplit(metadata["token_endpoint"]).path
     env = {
+        **harness.site_environment(provider),  # one secret key for both servers: one site
         "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),  # the same for both servers: one site
-        "DJANGO_SECURE_COOKIES": "false",  # plain http on loopback
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "OIDC_ISSUER": provider.issuer,
-        "OIDC_CLIENT_ID": provider.client_id,
-        "OIDC_CLIENT_SECRET": provider.client_secret,
-        "OIDC_REVOCATION_ENDPOINT": f"{provider.base_url}/o/revoke_token/",
         "REDIS_URL": REDIS_URL,
         "REDIS_KEY_PREFIX": prefix,
     }

@@ -20,7 +20,7 @@ from oauth_client import store
 from oauth_client.models import REFRESH_AHEAD_FRACTION, refresh_margin
 from tests.conftest import Site, client_settings
 from tests.helpers import active_record
-from tests.provider import EmbeddedProvider
+from tests.provider import EmbeddedProvider, short_lived
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,14 +29,7 @@ TOKEN_SECONDS = 10
 
 @pytest.fixture(scope="module")
 def short_lived_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedProvider]:
-    p = EmbeddedProvider(
-        tmp_path_factory.mktemp("idp-short"),
-        redirect_uris=["http://127.0.0.1:9/oauth/callback/"],
-        post_logout_redirect_uris=["http://127.0.0.1:9/"],
-        access_token_seconds=TOKEN_SECONDS,
-        id_token_seconds=TOKEN_SECONDS,
-    )
-    p.start()
+    p = short_lived(tmp_path_factory.mktemp("idp-short"), TOKEN_SECONDS)
     yield p
     p.stop()
 
