@@ -11,7 +11,6 @@ import copy
 import math
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.browser import Browser  # noqa: E402
-from tests.provider import EmbeddedProvider, free_port  # noqa: E402
+from tests.provider import EmbeddedProvider, free_port, stop_process_group  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/oauthsite_bench"
 # The provider's access log gives each request's own time (%(D)s, microseconds): benchmark (3) needs the
@@ -212,14 +211,7 @@ def gunicorn_site(database_url: str, env: dict[str, str], workers: int = 4) -> I
                 time.sleep(0.2)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process_group(proc, timeout=20)
 
 
 # --- simulated browsers ---------------------------------------------------------------------------------------

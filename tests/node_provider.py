@@ -19,12 +19,10 @@ test-only admin API (`/__test/…`, behind a random bearer token).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 
 import requests
 
-from tests.provider import free_port
+from tests.provider import free_port, stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OP_DIR = REPO_ROOT / "tests" / "op"
@@ -134,16 +132,7 @@ class NodeProvider:
     def stop(self) -> None:
         """SIGTERM (the server closes its connections and exits), SIGKILL if it does not."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_process_group(process)
 
     def __enter__(self) -> NodeProvider:
         return self.start()

@@ -40,6 +40,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process_group(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    """SIGTERM to a server started with `start_new_session=True` and all its children (gunicorn's workers), then
+    SIGKILL if it has not exited within `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
 class EmbeddedProviderError(RuntimeError):
     pass
 
@@ -93,16 +108,7 @@ class EmbeddedProvider:
     def stop(self) -> None:
         """Stop gunicorn and its workers (the whole process group)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_process_group(process)
 
     def restart(self, extra_env: dict[str, str] | None = None) -> None:
         """Restart the server on the same port and database, e.g. with a rotated signing key.
