@@ -30,7 +30,7 @@ from typing import Any
 
 import requests
 
-from tests.provider import free_port, stop_process_group
+from tests.provider import ServerProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OP_DIR = REPO_ROOT / "tests" / "op"
@@ -44,7 +44,9 @@ class NodeProviderError(RuntimeError):
     pass
 
 
-class NodeProvider:
+class NodeProvider(ServerProcess):
+    error = NodeProviderError
+
     def __init__(
         self,
         tmp_dir: Path,
@@ -129,36 +131,11 @@ class NodeProvider:
         self._client = {"client_id": "default-site", "client_secret": secret}
         return self
 
-    def stop(self) -> None:
-        """SIGTERM (the server closes its connections and exits), SIGKILL if it does not."""
-        process, self._process = self._process, None
-        stop_process_group(process)
-
-    def __enter__(self) -> NodeProvider:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     # -- what a client needs -----------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise NodeProviderError("provider not started")
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def issuer(self) -> str:
         return self.base_url  # oidc-provider's issuer is exactly the URL it was given, without a trailing slash
-
-    @property
-    def discovery_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
 
     @property
     def username(self) -> str:

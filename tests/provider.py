@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -55,11 +55,54 @@ def stop_process_group(process: subprocess.Popen[bytes] | None, timeout: float =
         process.wait(timeout=5)
 
 
+class ServerProcess:
+    """What the test providers run as their own process share: stop, `with`, and loopback URLs. A subclass sets
+    `port` and `_process` in `start()` and defines `issuer`."""
+
+    error: type[RuntimeError] = RuntimeError
+    port: int | None
+    _process: subprocess.Popen[bytes] | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server and its children (the whole process group)."""
+        process, self._process = self._process, None
+        stop_process_group(process)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise self.error("provider not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+
 class EmbeddedProviderError(RuntimeError):
     pass
 
 
-class EmbeddedProvider:
+class EmbeddedProvider(ServerProcess):
+    error = EmbeddedProviderError
+
     def __init__(
         self,
         tmp_dir: Path,
@@ -105,11 +148,6 @@ class EmbeddedProvider:
         self._launch()
         return self
 
-    def stop(self) -> None:
-        """Stop gunicorn and its workers (the whole process group)."""
-        process, self._process = self._process, None
-        stop_process_group(process)
-
     def restart(self, extra_env: dict[str, str] | None = None) -> None:
         """Restart the server on the same port and database, e.g. with a rotated signing key.
 
@@ -134,31 +172,11 @@ class EmbeddedProvider:
         self.restart({"IDP_KEY_FILE": str(new_key), "IDP_OLD_KEY_FILES": old_keys})
         return new_key
 
-    def __enter__(self) -> EmbeddedProvider:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     # -- what a client needs -------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise EmbeddedProviderError("provider not started")
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def issuer(self) -> str:
         return f"{self.base_url}/o"
-
-    @property
-    def discovery_url(self) -> str:
-        return f"{self.issuer}/.well-known/openid-configuration"
 
     @property
     def client_id(self) -> str:
