@@ -11,9 +11,8 @@ import copy
 import math
 import os
 import secrets
-import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +26,13 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.browser import Browser  # noqa: E402
-from tests.provider import EmbeddedProvider, free_port, stop_process_group  # noqa: E402
+from tests.provider import (  # noqa: E402
+    EmbeddedProvider,
+    free_port,
+    launch_gunicorn,
+    stop_process_group,
+    wait_until_ready,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/oauthsite_bench"
 # The provider's access log gives each request's own time (%(D)s, microseconds): benchmark (3) needs the
@@ -174,44 +179,24 @@ def site_environment(provider: EmbeddedProvider) -> dict[str, str]:
 def gunicorn_site(database_url: str, env: dict[str, str], workers: int = 4) -> Iterator[str]:
     """The site in `workers` sync worker processes; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "project.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--timeout",
-            "60",
-            "--backlog",
-            "1024",
-            "--no-control-socket",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env, "DATABASE_URL": database_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(url + "/", timeout=5)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    proc.kill()
-                    err = proc.stderr.read().decode(errors="replace")[-3000:] if proc.stderr else ""
-                    raise RuntimeError(f"the site did not start under gunicorn:\n{err}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        stop_process_group(proc, timeout=20)
+
+    def answers() -> None:
+        requests.get(url + "/", timeout=5)  # any answer: the site is up
+
+    with tempfile.TemporaryFile() as log:
+        site_env = {**os.environ, **env, "DATABASE_URL": database_url}
+        proc = launch_gunicorn("project.wsgi:application", port, site_env, log, "--backlog", "1024", workers=workers)
+        try:
+            failure = wait_until_ready(proc, answers, 60)
+            if failure:
+                stop_process_group(proc)
+                log.seek(0)
+                output = log.read()[-3000:].decode(errors="replace")
+                raise RuntimeError(f"the site under gunicorn {failure}:\n{output}")
+            yield url
+        finally:
+            stop_process_group(proc, timeout=20)
 
 
 # --- simulated browsers ---------------------------------------------------------------------------------------

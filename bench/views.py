@@ -1,4 +1,9 @@
-"""The control for benchmark (1): the profile page's work with plain Django session authentication.
+"""The pages benchmark (1) compares, each with its plain Django session-auth control.
+
+(1a) A signed-in page that reads no tokens (the home page under `oauth_login_required` vs `login_required`): the
+OAuth side must cost the same queries, no OAuth table, as its session hint says the tokens are fresh.
+
+(1b) The profile page, which reads tokens; its control:
 
 `plain_profile` renders the same template as `accounts.views.profile`, with a context of the same shape and
 size, for a user signed in with Django's ModelBackend (no OAuth session key, so the OAuth middleware returns
@@ -17,6 +22,16 @@ from django.utils import timezone
 
 from oauth_client import get_tokens, oauth_login_required
 from oauth_client.store import TokenSet
+
+
+@login_required
+def plain_home(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/home.html")
+
+
+@oauth_login_required
+def oauth_home(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/home.html")
 
 
 @login_required

@@ -1,14 +1,8 @@
 """oauth_client: a confidential OpenID Connect client for Django with server-side, rotation-safe refresh tokens.
 
-Public API (see docs/api.md):
-
-    from oauth_client import get_tokens, get_access_token, api_session, provider_metadata
-    from oauth_client import oauth_login_required, refresh_tokens, refresh_before, signed_in
-    from oauth_client import OAuthLoginRequiredMixin, RefreshTokensMixin
-    from oauth_client import OAuthClientError, ReauthenticationRequired, TokenRefreshUnavailable, TokenSet
-    from oauth_client import UserRejected  # for USER_MAPPER hooks
-    from oauth_client import SessionListView  # "your sessions" page, mount it where you like
-    from oauth_client import signals
+The public API is documented in docs/api.md. `_EXPORTS` below is its one list: `__all__` and the lazy
+`__getattr__` come from it, and tests/test_public_api.py checks that the `TYPE_CHECKING` imports (which static
+type checkers need) and docs/api.md name exactly the same exports.
 """
 
 from __future__ import annotations
@@ -20,13 +14,18 @@ if TYPE_CHECKING:
     from oauth_client import signals
     from oauth_client.api import BearerAuth, api_session, get_access_token, get_tokens, provider_metadata
     from oauth_client.decorators import oauth_login_required, refresh_before, refresh_tokens, signed_in
-    from oauth_client.exceptions import OAuthClientError, ReauthenticationRequired, TokenRefreshUnavailable
+    from oauth_client.exceptions import (
+        OAuthClientError,
+        ReauthenticationRequired,
+        TokenRefreshUnavailable,
+        UserRejected,
+    )
     from oauth_client.mixins import OAuthLoginRequiredMixin, RefreshTokensMixin
     from oauth_client.store import TokenSet
     from oauth_client.user_sessions import SessionListView
-    from oauth_client.users import UserRejected
 
-# Exports resolve lazily so that `import oauth_client` works before Django's app registry is ready.
+# Each public name and the module that defines it (a submodule exports itself). Exports resolve lazily so that
+# `import oauth_client` works before Django's app registry is ready.
 _EXPORTS = {
     "get_tokens": "oauth_client.api",
     "get_access_token": "oauth_client.api",
@@ -43,7 +42,7 @@ _EXPORTS = {
     "ReauthenticationRequired": "oauth_client.exceptions",
     "TokenRefreshUnavailable": "oauth_client.exceptions",
     "TokenSet": "oauth_client.store",
-    "UserRejected": "oauth_client.users",
+    "UserRejected": "oauth_client.exceptions",
     "signals": "oauth_client.signals",
     "SessionListView": "oauth_client.user_sessions",
 }
@@ -52,8 +51,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "signals":
-        return import_module("oauth_client.signals")
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'oauth_client' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'oauth_client' has no attribute {name!r}")
+    module = import_module(_EXPORTS[name])
+    return module if module.__name__ == f"{__name__}.{name}" else getattr(module, name)

@@ -29,6 +29,7 @@ from oauth_client import events, store
 from oauth_client.conf import oauth_settings
 from oauth_client.humanize import describe, relative
 from oauth_client.models import OAuthIdentity, OAuthSession
+from oauth_client.redaction import TOKEN_FIELDS, mask
 
 try:  # Django 6.1+: the action is also offered on each session's page.
     from django.contrib.admin import ActionLocation
@@ -37,15 +38,7 @@ try:  # Django 6.1+: the action is also offered on each session's page.
 except ImportError:  # pragma: no cover - Django 6.0
     _ACTION_LOCATIONS = {}
 
-TOKEN_FIELDS = ("access_token", "id_token", "refresh_token")
 State = OAuthSession.State
-
-
-def masked(token: str) -> str:
-    """`abcd*****MASKED*****`: enough to tell tokens apart at a glance, never enough to use one."""
-    if not token:
-        return "—"
-    return f"{token[:4]}*****MASKED*****" if len(token) >= 16 else "*****MASKED*****"
 
 
 def has_refresh(record: OAuthSession) -> bool:
@@ -274,11 +267,11 @@ class OAuthSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("access token"))
     def access_token_masked(self, obj: OAuthSession) -> str:
-        return masked(obj.access_token)
+        return mask(obj.access_token)
 
     @admin.display(description=_("ID token"))
     def id_token_masked(self, obj: OAuthSession) -> str:
-        return masked(obj.id_token)
+        return mask(obj.id_token)
 
     @admin.display(description=_("refresh token"))
     def refresh_token_held(self, obj: OAuthSession) -> str:
@@ -311,7 +304,7 @@ class OAuthSessionAdmin(admin.ModelAdmin):
         ended = revoked = 0
         # Each one is a revocation call to the provider, so one run ends at most `limit` sessions.
         for record in active.select_related(None).order_by("pk").only("pk")[:limit]:
-            outcome = store.end(record, OAuthSession.EndReason.ADMIN, ended_by=who)
+            outcome = store.token_store().end(record, OAuthSession.EndReason.ADMIN, ended_by=who)
             if outcome is not None:
                 ended += 1
                 revoked += outcome

@@ -13,10 +13,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import discovery, store
+from oauth_client import discovery
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ReauthenticationRequired
-from oauth_client.store import TokenSet
+from oauth_client.store import TokenSet, token_store
 
 _SENT_AT = "_oauth_sent_at"
 _RETRIED = "_oauth_retried"
@@ -29,11 +29,8 @@ def get_tokens(request: HttpRequest) -> TokenSet:
     `TokenRefreshUnavailable` (a refresh was needed and the provider cannot be reached, past the grace period).
     """
     if not request.user.is_authenticated:
-        raise ReauthenticationRequired("not_signed_in")
-    record = store.ensure_fresh(request)
-    if record is None:
-        raise ReauthenticationRequired("not_signed_in")
-    return TokenSet.from_record(record)
+        raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
+    return TokenSet.from_record(token_store().ensure_fresh(request))
 
 
 def get_access_token(request: HttpRequest) -> str:
@@ -89,12 +86,12 @@ class BearerAuth(requests.auth.AuthBase):
             or not _replayable(sent.body)
         ):
             return response
-        record = store.load(self.request)
+        record = token_store().load(self.request)
         if record is None or not record.has_refresh_token:
             return response  # nothing to refresh with: the caller sees the 401
         # Refresh unless another request already did after this one sent its token; then use that token.
         sent_at: datetime = getattr(sent, _SENT_AT, None) or timezone.now()
-        store.ensure_fresh(self.request, force_since=sent_at)
+        token_store().ensure_fresh(self.request, force_since=sent_at)
         retry = sent.copy()
         retry.headers["Authorization"] = f"Bearer {get_access_token(self.request)}"
         setattr(retry, _RETRIED, True)

@@ -23,12 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from oauth_client import store
 from oauth_client.conf import oauth_settings
-from oauth_client.exceptions import (
-    ConfigurationError,
-    InvalidResponse,
-    TokenValidationError,
-    TransientProviderError,
-)
+from oauth_client.exceptions import ProviderFailure, TokenValidationError
 from oauth_client.models import OAuthSession, UsedLogoutToken
 from oauth_client.validation import validate_logout_token
 
@@ -97,7 +92,7 @@ class BackchannelLogoutView(View):
         except TokenValidationError as exc:
             logger.warning("back-channel logout refused: %s", exc)
             return _json(400, {"error": "invalid_request", "error_description": str(exc)})
-        except (TransientProviderError, InvalidResponse, ConfigurationError) as exc:
+        except ProviderFailure as exc:
             # We cannot check the signature right now; that says nothing about the token, so no 400. An unknown
             # kid inside the JWKS refetch window is anyone's to send: a warning, not an error.
             retry_after = getattr(exc, "retry_after", None)
@@ -123,6 +118,6 @@ class BackchannelLogoutView(View):
     def end_sessions(self, claims: dict[str, Any]) -> int:
         ended = 0
         for record in matching_sessions(claims):
-            if store.end(record, OAuthSession.EndReason.BACKCHANNEL, ended_by="provider") is not None:
+            if store.token_store().end(record, OAuthSession.EndReason.BACKCHANNEL, ended_by="provider") is not None:
                 ended += 1
         return ended

@@ -221,12 +221,19 @@ def check_middleware(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
 
 @register(TAG)
 def check_authentication_backend(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    from oauth_client.backends import OAuthBackend
+
     backend = "oauth_client.backends.OAuthBackend"
-    if backend in settings.AUTHENTICATION_BACKENDS:
-        return []
+    for path in settings.AUTHENTICATION_BACKENDS:
+        try:
+            found = import_string(path)
+        except ImportError:
+            continue  # Django's own check reports it
+        if isinstance(found, type) and issubclass(found, OAuthBackend):
+            return []  # the backend, or a project's subclass of it (its own user mapping)
     return [
         Error(
-            f"'{backend}' is not in AUTHENTICATION_BACKENDS.",
+            f"'{backend}' (or a subclass) is not in AUTHENTICATION_BACKENDS.",
             hint="Django reloads a signed-in user through the backend that signed them in: without it, people "
             "signed in through the provider are anonymous again on their next request.",
             id="oauth_client.E012",
@@ -334,6 +341,8 @@ def check_setting_values(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     for name in IMPORT_STRINGS:
         value = user_settings.get(name, DEFAULTS[name])
         if isinstance(value, str):
+            if not value:
+                continue  # an optional hook left unset
             try:
                 import_string(value)
             except ImportError as exc:

@@ -119,6 +119,8 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
     expires_in = data.get("expires_in")
     if expires_in is not None:
         # Some providers send it as a string ("3600"); anything else is malformed.
+        if isinstance(expires_in, bool):  # int(True) == 1: a JSON true is no lifetime
+            raise InvalidResponse("token response expires_in is not a number")
         try:
             expires_in = int(expires_in)
         except (TypeError, ValueError, OverflowError):

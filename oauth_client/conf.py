@@ -75,12 +75,15 @@ DEFAULTS: dict[str, Any] = {
     # Fernet keys for tokens at rest, newest first; empty = one key derived from SECRET_KEY.
     "ENCRYPTION_KEYS": [],
     # Extension hooks (dotted paths).
-    "USER_MAPPER": "oauth_client.users.default_user_mapper",
+    # The token store class (oauth_client.store.TokenStore or a subclass).
+    "TOKEN_STORE_CLASS": "oauth_client.store.TokenStore",
+    # A function (request, claims) -> user that replaces OAuthBackend's user mapping; "" = the backend's methods.
+    "USER_MAPPER": "",
     "ERROR_VIEW": "oauth_client.views.error_view",
     "LOGIN_REDIRECT": "oauth_client.views.default_login_redirect",
 }
 
-IMPORT_STRINGS = ("USER_MAPPER", "ERROR_VIEW", "LOGIN_REDIRECT")
+IMPORT_STRINGS = ("TOKEN_STORE_CLASS", "USER_MAPPER", "ERROR_VIEW", "LOGIN_REDIRECT")
 
 
 class OAuthClientSettings:
@@ -100,7 +103,7 @@ class OAuthClientSettings:
         if name in self._cached:
             return self._cached[name]
         value = self.user_settings.get(name, self.defaults[name])
-        if name in IMPORT_STRINGS and isinstance(value, str):
+        if name in IMPORT_STRINGS and isinstance(value, str) and value:
             value = import_string(value)
         self._cached[name] = value
         return value

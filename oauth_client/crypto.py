@@ -14,7 +14,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.signals import setting_changed
 from django.db import models
-from django.db.models.query_utils import DeferredAttribute
 
 from oauth_client.conf import oauth_settings
 
@@ -63,63 +62,11 @@ def decrypt(value: str) -> str:
         return ""
 
 
-class Sealed:
-    """A token read from the database and not yet decrypted. Only the per-request read (`oauth_client.queries`)
-    produces these, so a request that never looks at a token (a freshness check reads only expiries) never pays
-    for decrypting it; the model attribute decrypts on first access. Every other read decrypts at once."""
-
-    __slots__ = ("ciphertext",)
-
-    def __init__(self, ciphertext: str) -> None:
-        self.ciphertext = ciphertext
-
-    def __repr__(self) -> str:
-        return "<Sealed token>"
-
-    def __str__(self) -> str:
-        # Fail loudly rather than send "<Sealed token>" somewhere a token was expected.
-        raise TypeError("a sealed token must be read through its model attribute")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Sealed, (self.ciphertext,))
-
-
-def seal(value: str | None, expression: Any, connection: Any) -> Sealed | str:
-    """A converter (as `from_db_value`) that defers decryption to the model attribute."""
-    return Sealed(value) if value else ""
-
-
-class DecryptingAttribute(DeferredAttribute):
-    # A data descriptor (it has __set__), so reads come here even when the value is in the instance dict.
-    def __get__(self, instance: Any, cls: Any = None) -> Any:
-        value = super().__get__(instance, cls)
-        if isinstance(value, Sealed):
-            value = instance.__dict__[self.field.attname] = decrypt(value.ciphertext)
-        return value
-
-    def __set__(self, instance: Any, value: Any) -> None:
-        instance.__dict__[self.field.attname] = value
-
-    def __delete__(self, instance: Any) -> None:
-        # `del record.field` makes the next access reload it, as for any Django field.
-        try:
-            del instance.__dict__[self.field.attname]
-        except KeyError:
-            raise AttributeError(self.field.attname) from None
-
-
 class EncryptedTextField(models.TextField):
     """A text column whose values are Fernet-encrypted in the database and plain str in Python."""
 
-    descriptor_class = DecryptingAttribute
-
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str:
         return decrypt(value) if value else ""
-
-    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
-        # An untouched token is written back as the ciphertext it was read as: no decrypt/encrypt round trip.
-        value = model_instance.__dict__.get(self.attname)
-        return value if isinstance(value, Sealed) else super().pre_save(model_instance, add)
 
     def value_to_string(self, obj: models.Model) -> str:
         # Serialization (dumpdata, fixtures) writes what the database holds: ciphertext, never a token.
@@ -139,7 +86,5 @@ class EncryptedTextField(models.TextField):
         return super().to_python(value)
 
     def get_prep_value(self, value: Any) -> Any:
-        if isinstance(value, Sealed):
-            return value.ciphertext
         value = super().get_prep_value(value)
         return encrypt(value) if value else ""

@@ -1,4 +1,8 @@
-"""Request-time entry points for views: sign-in through the provider, and refresh before sensitive work."""
+"""Request-time entry points for views: sign-in through the provider, and refresh before sensitive work.
+
+They raise `ReauthenticationRequired` or `TokenRefreshUnavailable`; `OAuthSessionMiddleware.process_exception`
+turns those into the sign-in redirect, the 401 JSON or the 503 page.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,24 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from oauth_client import responses, store
-from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
+from oauth_client.exceptions import ReauthenticationRequired
+from oauth_client.store import SESSION_KEY, token_store
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def signed_in(request: HttpRequest) -> bool:
+    """True when the user signed in through the provider (the middleware has checked the session's record)."""
+    return bool(request.user.is_authenticated and SESSION_KEY in request.session)
+
+
+def require_sign_in(request: HttpRequest) -> None:
+    """Raise `ReauthenticationRequired` unless the user signed in through the provider."""
+    if not signed_in(request):
+        raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
 
 
 def oauth_login_required(view: View) -> View:
@@ -22,36 +36,21 @@ def oauth_login_required(view: View) -> View:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not signed_in(request):
-            return responses.sign_in(request)
+        require_sign_in(request)
         return view(request, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
-def signed_in(request: HttpRequest) -> bool:
-    """True when the user signed in through the provider and the session still has its tokens."""
-    return bool(request.user.is_authenticated and store.load(request) is not None)
+def refresh_before(request: HttpRequest, max_age: int | None = None) -> None:
+    """Refresh this request's tokens now (or only if the last refresh is older than `max_age` seconds).
 
-
-def refresh_before(request: HttpRequest, max_age: int | None = None) -> HttpResponse | None:
-    """Refresh this request's tokens now (or if the last refresh is older than `max_age` seconds).
-
-    Returns None when the view may go on, or the response to send instead: sign-in for an ended session,
-    503 when the provider cannot be reached (sensitive operations fail closed).
-    """
-    if not signed_in(request):
-        return responses.sign_in(request)
+    Raises `ReauthenticationRequired` (not signed in, or the session ended) or `TokenRefreshUnavailable` (the
+    provider cannot be reached: sensitive operations fail closed)."""
+    require_sign_in(request)
     started = getattr(request, "oauth_request_started", None) or timezone.now()
     since = timezone.now() - timedelta(seconds=max_age) if max_age is not None else started
-    try:
-        store.ensure_fresh(request, force_since=since)
-    except ReauthenticationRequired:
-        logout(request)
-        return responses.reauthentication_required(request)
-    except TokenRefreshUnavailable:
-        return responses.provider_unavailable(request)
-    return None
+    token_store().ensure_fresh(request, force_since=since)
 
 
 @overload
@@ -68,8 +67,8 @@ def refresh_tokens(view: View | None = None, *, max_age: int | None = None) -> V
     def decorator(func: View) -> View:
         @functools.wraps(func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            response = refresh_before(request, max_age=max_age)
-            return response if response is not None else func(request, *args, **kwargs)
+            refresh_before(request, max_age=max_age)
+            return func(request, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -30,20 +30,13 @@ from oauth_client.exceptions import (
     InvalidResponse,
     OAuthClientError,
     ProviderError,
-    TransientProviderError,
+    ProviderFailure,
 )
+from oauth_client.redaction import mask
 from oauth_client.urls_policy import insecure_endpoints, is_secure_url
 from oauth_client.validation import _KTY_FOR_ALG_PREFIX
 
 OK, FAIL, WARN, INFO = "ok", "fail", "warn", "info"
-MASK = "*****MASKED*****"
-
-
-def mask_secret(secret: str) -> str:
-    """The first three characters, then a mask (as Auth0's guides show secrets); short secrets fully masked."""
-    if not secret:
-        return "(not set)"
-    return (secret[:3] if len(secret) >= 12 else "") + MASK
 
 
 @dataclass
@@ -103,7 +96,8 @@ def run(site_url: str | None = None, *, probe_token_endpoint: bool = True) -> Re
     report = Report(
         issuer=oauth_settings.ISSUER,
         client_id=oauth_settings.CLIENT_ID,
-        client_secret=mask_secret(oauth_settings.CLIENT_SECRET),
+        # The first three characters, as Auth0's guides show secrets; a secret shorter than 12 fully masked.
+        client_secret=mask(oauth_settings.CLIENT_SECRET, show=3, min_length=12, empty="(not set)"),
     )
     _system_checks(report)
     _settings(report)
@@ -200,7 +194,7 @@ def _discovery(report: Report) -> dict[str, Any] | None:
     started = time.time()
     try:
         resp = http.request("GET", url, what="discovery", headers={"Accept": "application/json"})
-    except (TransientProviderError, InvalidResponse) as exc:
+    except ProviderFailure as exc:
         report.add("discovery", FAIL, f"{url}: {exc}", fix_issuer + " Is the provider reachable from this host?")
         return None
     finished = time.time()
@@ -412,7 +406,7 @@ def _client_credentials(report: Report, metadata: dict[str, Any]) -> None:
     except ProviderError as exc:
         report.add("client_auth", WARN, f"unexpected answer to a refresh probe: {exc}", fix_credentials)
         return
-    except (TransientProviderError, InvalidResponse, OAuthClientError) as exc:
+    except OAuthClientError as exc:
         report.add("client_auth", FAIL, f"token endpoint: {exc}", "Is the token endpoint reachable from this host?")
         return
     report.add("client_auth", WARN, "the provider accepted a made-up refresh token", "Report this to the provider.")
@@ -449,7 +443,7 @@ def _jwks(report: Report, metadata: dict[str, Any]) -> None:
         if resp.status != 200:
             raise InvalidResponse(f"JWKS answered HTTP {resp.status}")
         keyset = jwk.JWKSet.from_json(resp.body)
-    except (TransientProviderError, InvalidResponse) as exc:
+    except ProviderFailure as exc:
         report.add("jwks", FAIL, f"{uri}: {exc}", "The provider's jwks_uri must serve its public signing keys.")
         return
     except Exception:  # noqa: BLE001 - jwcrypto raises several types for malformed sets
@@ -476,8 +470,8 @@ def _jwks(report: Report, metadata: dict[str, Any]) -> None:
         )
 
 
-def _curl(endpoint: str, method: str, form: list[tuple[str, str]]) -> str:
-    secret = mask_secret(oauth_settings.CLIENT_SECRET)
+def _curl(endpoint: str, method: str, form: list[tuple[str, str]], secret: str) -> str:
+    """`secret`: the client secret as masked for the report."""
     lines = [
         f"curl --request POST --url {shlex.quote(endpoint)}",
         "  --header 'content-type: application/x-www-form-urlencoded'",
@@ -514,7 +508,11 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
             ("redirect_uri", report.redirect_uri),
             ("code_verifier", verifier),
         ],
+        report.client_secret,
     )
     report.curl_refresh = _curl(
-        token_endpoint, method, [("grant_type", "refresh_token"), ("refresh_token", "YOUR_REFRESH_TOKEN")]
+        token_endpoint,
+        method,
+        [("grant_type", "refresh_token"), ("refresh_token", "YOUR_REFRESH_TOKEN")],
+        report.client_secret,
     )

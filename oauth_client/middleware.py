@@ -1,12 +1,13 @@
-"""Keeps a signed-in session's tokens fresh, transparently, inside the request.
+"""Keeps a signed-in session's tokens fresh, transparently, inside the request; and the one place where the
+outcomes the store, decorators, mixins and API raise become responses.
 
-Place after AuthenticationMiddleware and MessageMiddleware. A request whose tokens are fresh costs one indexed
-read and no network call; a stale one refreshes under the record's lock (see store.refresh) before the view runs.
+Place after AuthenticationMiddleware and MessageMiddleware. While the session's hint says the tokens are fresh, a
+request costs no OAuth query and no network call; once they fall due, the record is read and refreshed under its
+lock (see `TokenStore.refresh`) before the view runs.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from django.contrib import messages
@@ -15,10 +16,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from oauth_client import responses, store
+from oauth_client import responses
 from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
-
-logger = logging.getLogger("oauth_client.middleware")
+from oauth_client.store import SESSION_KEY, token_store
 
 
 class OAuthSessionMiddleware:
@@ -27,43 +27,52 @@ class OAuthSessionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.oauth_request_started = timezone.now()  # type: ignore[attr-defined]
-        response = self.process(request)
-        return response if response is not None else self.get_response(request)
+        key_at_start = request.session.session_key
+        try:
+            self.keep_fresh(request)
+        except (ReauthenticationRequired, TokenRefreshUnavailable) as exc:
+            response = self.answer(request, exc)
+        else:
+            response = self.get_response(request)
+        token_store().follow_session_key(request, key_at_start)
+        return response
 
-    def process(self, request: HttpRequest) -> HttpResponse | None:
+    def keep_fresh(self, request: HttpRequest) -> None:
         # Sessions without our key (anonymous, or staff signed in with a password) are not ours to manage.
-        if store.SESSION_KEY not in request.session:
-            return None
-        record = store.load(request)  # loads request.user too (one query for both)
+        if SESSION_KEY not in request.session:
+            return
+        store = token_store()
+        if store.hint_is_fresh(request):
+            store.touch(request)
+            return
         if not request.user.is_authenticated:
-            request.session.pop(store.SESSION_KEY, None)
-            return None
-        if record is None:
-            # Ended elsewhere: by an admin, another of the user's sessions, or back-channel logout.
-            logout(request)
-            messages.info(request, _("Your session was ended. Please sign in again."), fail_silently=True)
-            return None
-        # First: the session key may have just been cycled (a SECRET_KEY_FALLBACKS hash), and the record must
-        # follow it before anything can answer early, or prune would take the record's session for gone.
-        store.touch(request, record)
+            request.session.pop(SESSION_KEY, None)
+            return
         try:
             store.ensure_fresh(request)
-        except ReauthenticationRequired:
+        except ReauthenticationRequired as exc:
+            if exc.reason != ReauthenticationRequired.SESSION_ENDED:
+                raise
+            # Ended elsewhere (an admin, another of the user's sessions, back-channel logout) while this browser's
+            # session lived on: sign out here too, and let this request go on as anonymous.
             logout(request)
-            return responses.reauthentication_required(request)
-        except TokenRefreshUnavailable:
-            return responses.provider_unavailable(request)
-        return None
+            messages.info(request, _("Your session was ended. Please sign in again."), fail_silently=True)
+            return
+        store.touch(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        """A view that lets `ReauthenticationRequired` or `TokenRefreshUnavailable` escape (from get_tokens,
-        get_access_token or an api_session call) gets the same answer as a failed refresh here, not a 500."""
-        if isinstance(exception, ReauthenticationRequired):
-            if exception.reason == "not_signed_in":
-                # No provider session (anonymous, or staff signed in with a password): sign in, keep the session.
-                return responses.sign_in(request)
-            logout(request)
-            return responses.reauthentication_required(request)
-        if isinstance(exception, TokenRefreshUnavailable):
-            return responses.provider_unavailable(request)
+        """A view (or a decorator, mixin or API call inside it) that raises `ReauthenticationRequired` or
+        `TokenRefreshUnavailable` gets the same answer as a failed refresh here, not a 500."""
+        if isinstance(exception, ReauthenticationRequired | TokenRefreshUnavailable):
+            return self.answer(request, exception)
         return None
+
+    def answer(self, request: HttpRequest, outcome: ReauthenticationRequired | TokenRefreshUnavailable) -> HttpResponse:
+        """The response for a session outcome: sign in, sign in again (401 JSON for scripts), or 503."""
+        if isinstance(outcome, TokenRefreshUnavailable):
+            return responses.provider_unavailable(request, retry_after=outcome.retry_after)
+        if not outcome.signed_in:
+            # No provider session (anonymous, or staff signed in with a password): sign in, keep the session.
+            return responses.sign_in(request)
+        logout(request)
+        return responses.reauthentication_required(request)

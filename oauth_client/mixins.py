@@ -1,4 +1,4 @@
-"""Class-based-view counterparts of the decorators."""
+"""Class-based-view counterparts of the decorators (they raise; the middleware answers)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from oauth_client import responses
-from oauth_client.decorators import refresh_before, signed_in
+from oauth_client.decorators import refresh_before, require_sign_in
 
 
 class OAuthLoginRequiredMixin:
     """Sends anonymous visitors (and sessions without tokens) to sign in through the provider."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not signed_in(request):
-            return responses.sign_in(request)
+        require_sign_in(request)
         return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
 
@@ -25,5 +23,5 @@ class RefreshTokensMixin:
     refresh_max_age: int | None = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = refresh_before(request, max_age=self.refresh_max_age)
-        return response if response is not None else super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        refresh_before(request, max_age=self.refresh_max_age)
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]

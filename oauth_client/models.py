@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from oauth_client.conf import oauth_settings
 from oauth_client.crypto import EncryptedTextField
+from oauth_client.exceptions import EndReason
 
 # Refresh-ahead: a refresh falls due REFRESH_LEEWAY seconds before the first token expires, or this fraction of
 # the tokens' lifetime before, whichever is less. With 10-second tokens and a 60-second leeway, a token would be
@@ -75,16 +76,7 @@ class OAuthSessionQuerySet(models.QuerySet["OAuthSession"]):
 
 
 class OAuthSession(models.Model):
-    class EndReason(models.TextChoices):
-        LOGOUT = "logout", _("Signed out")
-        REFRESH_REJECTED = "refresh_rejected", _("Provider refused the refresh")
-        NO_REFRESH_TOKEN = "no_refresh_token", _("Tokens expired and no refresh token")
-        SUBJECT_CHANGED = "subject_changed", _("Refreshed ID token was for another subject")
-        ADMIN = "admin", _("Ended by an administrator")
-        USER = "user", _("Ended by the user from another session")
-        BACKCHANNEL = "backchannel", _("Back-channel logout from the provider")
-        EXPIRED = "expired", _("Expired")
-        SESSION_GONE = "session_gone", _("Browser session ended")
+    EndReason = EndReason
 
     class State(models.TextChoices):
         ACTIVE = "active", _("Active")

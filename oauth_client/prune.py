@@ -29,10 +29,10 @@ from django.utils import timezone
 
 from oauth_client import signals, store
 from oauth_client.models import OAuthEvent, OAuthSession, UsedLogoutToken
+from oauth_client.redaction import TOKEN_FIELDS
 
 logger = logging.getLogger("oauth_client.prune")
 Reason = OAuthSession.EndReason
-TOKEN_FIELDS = ("access_token", "id_token", "refresh_token")
 
 
 @dataclass
@@ -120,7 +120,7 @@ def _drain(
             return total
         total += len(rows)
         for record in rows:
-            if store.revoke_tokens(record.refresh_token, record.access_token):
+            if store.token_store().revoke_tokens(record.refresh_token, record.access_token):
                 result.revocations_confirmed += 1
             if reason is not None:
                 record.ended_at, record.ended_reason, record.ended_by = now, reason, "prune"

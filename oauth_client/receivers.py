@@ -2,7 +2,7 @@
 
 No receiver on Django's Session model: a session row is also deleted when its key is cycled (login, a session
 hash verified with a SECRET_KEY_FALLBACKS key), and the token record carries over to the new key then. Records of
-sessions that really ended are ended where the session is deleted on purpose (`store.end`) or, for expired and
+sessions that really ended are ended where the session is deleted on purpose (`TokenStore.end`) or, for expired and
 vanished sessions, by `oauth_sessions_prune`; Django keeps its fast bulk delete in `clearsessions`."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_out
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connections, router, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -31,13 +30,11 @@ def end_record_on_logout(sender: Any, request: HttpRequest | None, user: Any, **
     record_id = session.get(store.SESSION_KEY) if session is not None else None
     if not record_id:
         return
-    try:
-        record = OAuthSession.objects.filter(pk=record_id, ended_at__isnull=True).first()
-    except (ValueError, ValidationError):
-        return
+    token_store = store.token_store()
+    record = token_store.get(record_id)
     if record is not None:
         by = user.get_username() if user is not None else ""
-        store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=by, delete_session=False)
+        token_store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=by, delete_session=False)
 
 
 def record_event(kind: str, record: OAuthSession | None, detail: str = "") -> None:

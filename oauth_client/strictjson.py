@@ -4,12 +4,21 @@ anything that would crash there later is refused here, at the edge, as a malform
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
 def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; RFC 8259 does not, and neither do PostgreSQL's jsonb or dates.
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # A literal too large for a float (1e400) would become inf: refused like Infinity itself.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number is out of range")
+    return value
 
 
 def _storable(value: Any) -> bool:
@@ -36,7 +45,7 @@ def _storable(value: Any) -> bool:
 def loads(data: str | bytes) -> Any:
     """Parse RFC 8259 JSON; raise ValueError for anything else, including nesting too deep to parse."""
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON is nested too deeply") from None
     if not _storable(value):

@@ -24,6 +24,7 @@ from oauth_client import responses, store
 from oauth_client.decorators import oauth_login_required
 from oauth_client.humanize import describe, relative
 from oauth_client.models import OAuthSession
+from oauth_client.redaction import TOKEN_FIELDS
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def _active_sessions(request: HttpRequest) -> list[OAuthSession]:
     return list(
         OAuthSession.objects.active()
         .filter(user=request.user)  # type: ignore[misc]
-        .defer("access_token", "id_token", "refresh_token", "claims", "userinfo")
+        .defer(*TOKEN_FIELDS, "claims", "userinfo")
         .order_by("-last_seen_at", "-created_at")
     )
 
@@ -65,7 +66,7 @@ class SessionListView(View):
     http_method_names = ["get", "post"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        current = store.load(request)
+        current = store.token_store().load(request)
         rows = [
             SessionRow(
                 id=record.pk,
@@ -87,7 +88,7 @@ class SessionListView(View):
         )
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        current = store.load(request)
+        current = store.token_store().load(request)
         others = [r for r in _active_sessions(request) if current is None or r.pk != current.pk]
         if request.POST.get("end_others"):
             ended = self.end(request, others)
@@ -122,4 +123,4 @@ class SessionListView(View):
 
     def end(self, request: HttpRequest, records: list[OAuthSession]) -> int:
         by = request.user.get_username()
-        return sum(store.end(r, OAuthSession.EndReason.USER, ended_by=by) is not None for r in records)
+        return sum(store.token_store().end(r, OAuthSession.EndReason.USER, ended_by=by) is not None for r in records)

@@ -112,6 +112,8 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
         raise TokenValidationError("token issuer does not match")
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not all(isinstance(a, str) for a in audiences):
+        raise TokenValidationError("token audience is not a string or an array of strings")  # RFC 7519 §4.1.3
     if client_id not in audiences:
         raise TokenValidationError("token audience does not include this client")
     if len(audiences) > 1 and "azp" not in claims:
@@ -158,7 +160,9 @@ def validate_id_token(raw: str, *, nonce: str | None, now: float | None = None) 
 
 def _audiences(claims: Mapping[str, Any]) -> frozenset[str]:
     aud = claims.get("aud")
-    return frozenset([aud] if isinstance(aud, str) else aud if isinstance(aud, list) else [])
+    members = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    # Only strings: a session stored before non-string members were refused must still compare, not crash.
+    return frozenset(a for a in members if isinstance(a, str))
 
 
 @sensitive_variables()

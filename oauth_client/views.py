@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth import login, logout
+from django.contrib.auth import authenticate, login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
@@ -29,25 +29,24 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import client, discovery, responses, signals, store
+from oauth_client import client, discovery, responses, signals
+from oauth_client.backends import REJECTION_ATTR
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
     ConfigurationError,
+    EndReason,
     InvalidResponse,
-    OAuthClientError,
-    ProviderError,
+    ProviderFailure,
     TokenValidationError,
     TransientProviderError,
 )
-from oauth_client.models import OAuthSession
-from oauth_client.users import UserRejected
+from oauth_client.store import token_store
 from oauth_client.validation import validate_id_token
 
 logger = logging.getLogger("oauth_client.views")
 
 PENDING_KEY = "_oauth_pending"
 MAX_PARAM_LENGTH = 2048
-BACKEND = "oauth_client.backends.OAuthBackend"
 
 
 def safe_next(request: HttpRequest, value: str | None) -> str | None:
@@ -138,7 +137,7 @@ class LoginView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         try:
             metadata = discovery.get_metadata()
-        except (TransientProviderError, InvalidResponse, ConfigurationError) as exc:
+        except ProviderFailure as exc:
             logger.error("cannot start sign-in: %s", exc)
             return sign_in_unavailable(request)
         state, nonce, verifier = (
@@ -234,7 +233,8 @@ class CallbackView(View):
                 raise InvalidResponse("token response has no id_token (is 'openid' in the scopes?)")
             claims = validate_id_token(tokens.id_token, nonce=attempt["nonce"])
             userinfo = self.fetch_userinfo(tokens.access_token, claims)
-            user = oauth_settings.USER_MAPPER(request, {**userinfo, **claims})
+            # Through Django's authenticate(), so user_login_failed fires for a refused sign-in (OAuthBackend).
+            user = authenticate(request, oidc_claims={**userinfo, **claims})
         except TransientProviderError as exc:
             logger.warning("sign-in failed, provider unavailable: %s", exc)
             return self.fail(
@@ -247,11 +247,13 @@ class CallbackView(View):
             # E.g. the provider takes none of our client authentication methods: not the person's fault.
             logger.error("sign-in failed, client configuration does not fit the provider: %s", exc)
             return sign_in_unavailable(request)
-        except UserRejected as exc:
-            return self.fail(request, str(exc), status=403, code="user_rejected")
-        except (ProviderError, InvalidResponse, TokenValidationError) as exc:
+        except ProviderFailure as exc:
             logger.warning("sign-in refused (%s): %s", type(exc).__name__, exc)
             return self.fail(request, _("The identity provider's response could not be accepted. Please try again."))
+        if user is None:
+            rejection = getattr(request, REJECTION_ATTR, None)
+            message = str(rejection) if rejection is not None else _("This account cannot sign in here.")
+            return self.fail(request, message, status=403, code="user_rejected")
         return self.complete(request, user, tokens, claims, userinfo, attempt.get("next"))
 
     def check_issuer_parameter(self, params: Mapping[str, str], metadata: Mapping[str, Any]) -> None:
@@ -268,7 +270,9 @@ class CallbackView(View):
             return {}
         try:
             info = client.userinfo(access_token)
-        except (TransientProviderError, InvalidResponse) as exc:
+        except ProviderFailure as exc:
+            if not exc.retryable:
+                raise
             # Userinfo only fills claims the ID token lacks; sign-in works without it.
             logger.warning("userinfo unavailable at sign-in: %s", exc)
             return {}
@@ -303,11 +307,12 @@ class CallbackView(View):
         userinfo: Mapping[str, Any],
         next_url: str | None,
     ) -> HttpResponse:
+        store = token_store()
         previous = store.load(request) if request.user.is_authenticated else None
         if previous is not None:
-            store.end(previous, OAuthSession.EndReason.LOGOUT, delete_session=False)
+            store.end(previous, EndReason.LOGOUT, delete_session=False)
         pending = request.session.get(PENDING_KEY)
-        login(request, user, backend=BACKEND)  # cycles the session key (session fixation)
+        login(request, user)  # cycles the session key (session fixation); user.backend set by authenticate()
         if pending:
             request.session[PENDING_KEY] = pending
         record = store.create(request, user, tokens, claims, userinfo)
@@ -325,7 +330,7 @@ class CallbackView(View):
                         "expire. Check that 'offline_access' is requested and that the API allows offline access."
                     ),
                 )
-        signals.oauth_login.send(OAuthSession, record=record, request=request, user=user)
+        signals.oauth_login.send(type(record), record=record, request=request, user=user)
         return HttpResponseRedirect(next_url or oauth_settings.LOGIN_REDIRECT(request, user))
 
 
@@ -337,10 +342,11 @@ class LogoutView(View):
 
     @method_decorator(sensitive_variables())
     def post(self, request: HttpRequest) -> HttpResponse:
+        store = token_store()
         record = store.load(request) if request.user.is_authenticated else None
         id_token = record.id_token if record else ""
         if record is not None:
-            store.end(record, OAuthSession.EndReason.LOGOUT, ended_by=request.user.get_username(), delete_session=False)
+            store.end(record, EndReason.LOGOUT, ended_by=request.user.get_username(), delete_session=False)
         logout(request)
         return self.end_session_response(request, id_token) or HttpResponseRedirect("/")
 
@@ -360,7 +366,7 @@ class LogoutView(View):
         """RP-initiated logout at the provider, when it advertises an end_session_endpoint."""
         try:
             endpoint = discovery.get_metadata().get("end_session_endpoint")
-        except OAuthClientError:
+        except ProviderFailure:
             return None
         if not endpoint or not id_token:
             return None

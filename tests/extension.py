@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views import View
@@ -16,7 +17,9 @@ from oauth_client import (
     UserRejected,
     get_access_token,
     get_tokens,
+    oauth_login_required,
 )
+from oauth_client.backends import OAuthBackend
 from oauth_client.users import default_user_mapper
 from project.urls import urlpatterns as site_urlpatterns
 
@@ -36,6 +39,25 @@ def display_name_from_claims(request: HttpRequest, claims: Mapping[str, Any]) ->
     user.display_name = f"{claims.get('name', '')} (from the provider)"
     user.save(update_fields=["display_name"])
     return user
+
+
+class ExampleOrgBackend(OAuthBackend):
+    """User mapping by subclassing the backend: only example.org people get an account; names get a suffix."""
+
+    def create_user(self, issuer: str, subject: str, claims: Mapping[str, Any]) -> Any:
+        if not str(claims.get("email", "")).endswith("@example.org"):
+            raise UserRejected("Only example.org accounts may sign in here.")
+        return super().create_user(issuer, subject, claims)
+
+    def update_user(self, user: Any, claims: Mapping[str, Any]) -> None:
+        super().update_user(user, claims)
+        user.display_name = f"{claims.get('name', '')} (from the backend)"
+        user.save(update_fields=["display_name"])
+
+
+class AnyoneBackend(ExampleOrgBackend):
+    def create_user(self, issuer: str, subject: str, claims: Mapping[str, Any]) -> Any:
+        return OAuthBackend.create_user(self, issuer, subject, claims)
 
 
 def branded_error(request: HttpRequest, *, status: int, title: str, message: str, **extra: Any) -> HttpResponse:
@@ -65,6 +87,18 @@ class SensitiveAction(RefreshTokensMixin, View):
         return JsonResponse({"done": True, "refreshed": get_tokens(request).last_refreshed_at is not None})
 
 
+@oauth_login_required
+def hello(request: HttpRequest) -> HttpResponse:
+    """A signed-in page that reads no tokens."""
+    return HttpResponse(f"Hello {request.user.get_username()}")
+
+
+@login_required
+def plain_hello(request: HttpRequest) -> HttpResponse:
+    """The same page with plain Django session authentication."""
+    return HttpResponse(f"Hello {request.user.get_username()}")
+
+
 def bare_token_view(request: HttpRequest) -> HttpResponse:
     """No decorator: get_access_token's exceptions are answered by OAuthSessionMiddleware.process_exception."""
     return JsonResponse({"token_length": len(get_access_token(request))})
@@ -74,5 +108,7 @@ urlpatterns = [
     path("ext/whoami/", WhoAmI.as_view()),
     path("ext/sensitive/", SensitiveAction.as_view()),
     path("ext/token/", bare_token_view),
+    path("ext/hello/", hello),
+    path("ext/plain-hello/", plain_hello),
     path("", include(site_urlpatterns)),
 ]

@@ -72,7 +72,7 @@ class FaultServer(StubServer):
                 body,
                 drip=self.drip_seconds,
                 drip_headers=mode == "drip_headers",
-                drip_framed=mode != "drip_unframed",
+                framed=mode != "drip_unframed",
             )
         if mode == "invalid_grant":
             return Answer(400, {"error": "invalid_grant", "error_description": "revoked"})

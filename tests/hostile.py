@@ -13,7 +13,7 @@ starts. A correct sign-in against it succeeds; every knob below breaks one thing
         op.rotate_signing_key()                           # new kid; the old key leaves the JWKS
 
 What it saw is recorded (`hits` per endpoint, `grants`, every token it `issued`), so tests can assert on the
-provider's side of the conversation.
+provider's side of the conversation. It runs on tests/stub_server.py's StubServer (every request also in `seen`).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from jwcrypto import jwk, jws
+
+from tests.stub_server import Answer, Seen, StubServer
 
 
 class _Omit:
@@ -114,10 +115,13 @@ class _Grant:
     client_id: str
 
 
-class HostileProvider:
+class HostileProvider(StubServer):
     """See the module docstring. Use as a context manager, or call start() and stop()."""
 
     def __init__(self, *, advertise_iss: bool = True, token_seconds: int = 300) -> None:
+        super().__init__()
+        self.default = self._answer
+        self.base_url = self.url
         self.client_id = "hostile-client"
         self.client_secret = secrets.token_urlsafe(24)
         self.subject = "alice-0001"
@@ -128,8 +132,7 @@ class HostileProvider:
         self.published: list[jwk.JWK] = [self.signing_key]
         self._lock = threading.Lock()
         self.reset()
-        # What the provider saw.
-        self.hits: Counter[str] = Counter()
+        # What the provider saw (and `hits`, from `seen`).
         self.grants: list[str] = []
         self.issued: dict[str, list[str]] = {"access_token": [], "refresh_token": [], "id_token": [], "code": []}
         self._codes: dict[str, _Grant] = {}
@@ -140,10 +143,6 @@ class HostileProvider:
         self.revoked: list[str] = []
         self.authenticated_at: int | None = None
         self._access_tokens: set[str] = set()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def reset(self) -> None:
         """Back to correct behaviour (the recorded history is kept)."""
@@ -160,27 +159,16 @@ class HostileProvider:
         self.jwks_outage: Reply | None = None  # answered instead of the key set
         self.token_delay = 0.0  # seconds to sit on a token request before answering
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
-
-    def start(self) -> HostileProvider:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> HostileProvider:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- what a client needs -----------------------------------------------------------------------------
 
     @property
     def issuer(self) -> str:
         return self.base_url
+
+    @property
+    def hits(self) -> Counter[str]:
+        """Requests per path."""
+        return Counter(seen.path.split("?", 1)[0] for seen in self.seen)
 
     def client_settings(self, **overrides: Any) -> dict[str, Any]:
         return {
@@ -384,35 +372,10 @@ class HostileProvider:
             return self._userinfo(headers)
         return Reply(404, b"not found", {"Content-Type": "text/plain"})
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        op = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _answer(self) -> None:
-                url = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode() if length else ""
-                form = {k: v[-1] for k, v in parse_qs(raw).items()}
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                with op._lock:
-                    op.hits[url.path] += 1
-                reply = op._route(self.command, url.path, query, self.headers, form)
-                body = reply.encoded()
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                if not reply.chunked:
-                    self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up on an oversized answer, as it should
-
-            do_GET = do_POST = _answer
-
-        return Handler
+    def _answer(self, seen: Seen) -> Answer:
+        url = urlsplit(seen.path)
+        form = {k: v[-1] for k, v in parse_qs(seen.body.decode()).items()}
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        reply = self._route(seen.method, url.path, query, seen.headers, form)
+        headers = {**reply.headers, "Connection": "close"}
+        return Answer(reply.status, reply.encoded(), headers, framed=not reply.chunked)

@@ -11,6 +11,9 @@ Plain class, no pytest fixtures::
 
 All configuration goes through IDP_* environment variables (see idp/settings.py); `extra_env`
 adds or overrides any of them, e.g. IDP_REFRESH_TOKEN_SECONDS or IDP_OLD_KEY_FILES.
+
+Also the one gunicorn launcher (`launch_gunicorn`, `wait_until_ready`, `stop_process_group`), shared with
+bench/harness.py's site under gunicorn. This module imports nothing from bench/ (bench imports it).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import requests
 
@@ -53,6 +57,59 @@ def stop_process_group(process: subprocess.Popen[bytes] | None, timeout: float =
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def launch_gunicorn(
+    app: str, port: int, env: Mapping[str, str], log: IO[bytes], *options: str, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    """`gunicorn <app>` on 127.0.0.1:<port> from the repository root, its output appended to `log`, in a session
+    of its own (so stop_process_group signals master and workers as one group)."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "-b",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--timeout",
+        "60",
+        # Gunicorn's default control socket is one per user ($HOME): servers running side by side (and the
+        # developer's own `make run`) would fight over it.
+        "--no-control-socket",
+        *options,
+    ]
+    log.write(f"\n--- starting: {' '.join(command)}\n".encode())
+    log.flush()
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=dict(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], probe: Callable[[], str | None], timeout: float) -> str | None:
+    """Call `probe` (None once the server answers as it should, else what it got) until the server is ready:
+    None then, else why not (the process exited, or what the last probe got when `timeout` ran out)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"exited with {process.returncode} during start"
+        try:
+            outcome = probe()
+        except (requests.RequestException, ValueError) as exc:
+            outcome = str(exc)
+        if outcome is None:
+            return None
+        last = outcome
+        time.sleep(0.1)
+    return f"not ready after {timeout:.0f}s ({last})"
 
 
 class ServerProcess:
@@ -288,59 +345,20 @@ class EmbeddedProvider(ServerProcess):
         return self._client[key]
 
     def _launch(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "idp.wsgi:application",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            "1",
-            "--threads",
-            "8",
-            "--timeout",
-            "60",
-            "--access-logfile",
-            "-",
-            # Gunicorn's default control socket is one per user ($HOME): providers running side by
-            # side (and the developer's own `make run`) would fight over it.
-            "--no-control-socket",
-        ]
+        assert self.port is not None
         with self.log_file.open("ab") as log:
-            log.write(f"\n--- starting: {' '.join(command)}\n".encode())
-            log.flush()
-            # Own session, so stop() can signal gunicorn's master and workers as one group.
-            self._process = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                env=self.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._wait_until_ready()
+            options = ("--threads", "8", "--access-logfile", "-")
+            self._process = launch_gunicorn("idp.wsgi:application", self.port, self.env(), log, *options)
+        failure = wait_until_ready(self._process, self._discovery_answers, START_TIMEOUT)
+        if failure:
+            self.stop()
+            raise EmbeddedProviderError(f"provider {failure}\n{self.log_tail()}")
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        last_error: str = "no answer yet"
-        while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                raise EmbeddedProviderError(f"provider exited with {code} during start\n{self.log_tail()}")
-            try:
-                response = requests.get(self.discovery_url, timeout=2)
-                if response.status_code == 200 and response.json().get("issuer") == self.issuer:
-                    return
-                last_error = f"HTTP {response.status_code}"
-            except (requests.RequestException, ValueError) as exc:
-                last_error = str(exc)
-            time.sleep(0.1)
-        self.stop()
-        raise EmbeddedProviderError(f"provider not ready after {START_TIMEOUT:.0f}s ({last_error})\n{self.log_tail()}")
+    def _discovery_answers(self) -> str | None:
+        response = requests.get(self.discovery_url, timeout=2)
+        if response.status_code == 200 and response.json().get("issuer") == self.issuer:
+            return None
+        return f"HTTP {response.status_code}"
 
     def log_tail(self, lines: int = 40) -> str:
         try:

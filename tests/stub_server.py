@@ -1,6 +1,6 @@
 """A local HTTP server with fixed answers per path, standing in for a provider we cannot reach here (Auth0,
-Google, ...) or for a misbehaving endpoint: fault injection at the network edge (tests/faults.py builds its
-mode-driven fault server on this one)."""
+Google, ...) or for a misbehaving endpoint: fault injection at the network edge. tests/faults.py (the fault and
+relay servers) and tests/hostile.py (the hostile provider) build on this one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Answer:
     reset: bool = False  # close the connection without answering
     drip: float = 0.0  # send the body one byte at a time, pausing this many seconds before each byte
     drip_headers: bool = False  # with `drip`: the status line and headers too
-    drip_framed: bool = True  # with `drip`: send Content-Length (False: the body ends when the connection does)
+    framed: bool = True  # send Content-Length (False: the body ends when the connection does)
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Seen:
 
 class StubServer:
     """`server.routes["/path"] = Answer(...)` or a callable `(Seen) -> Answer`; other paths get `server.default`
-    (404 when None). Every request is recorded in `server.seen`."""
+    (404 when None). Every request is recorded in `server.seen`. Use as a context manager, or start() and stop()."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Answer | Callable[[Seen], Answer]] = {}
@@ -79,9 +79,13 @@ class StubServer:
                     self.send_response(answer.status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
+                if answer.framed:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on an oversized answer, as it should
 
             def _drip(self, answer: Answer, headers: dict[str, str], body: bytes) -> None:
                 """A provider or gateway that answers one byte at a time (each byte well within any read
@@ -91,7 +95,7 @@ class StubServer:
                     f"{self.protocol_version} {answer.status} {reason}",
                     *(f"{k}: {v}" for k, v in headers.items()),
                 ]
-                if answer.drip_framed:
+                if answer.framed:
                     lines.append(f"Content-Length: {len(body)}")
                 head = ("\r\n".join(lines) + "\r\n\r\n").encode()
                 try:
@@ -110,13 +114,19 @@ class StubServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> StubServer:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def requests_to(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path.split("?", 1)[0] == path]

@@ -3,9 +3,13 @@ template overrides (tests/extension.py holds what a developer would write)."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import BACKEND_SESSION_KEY
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 
 from oauth_client.models import OAuthIdentity, OAuthSession
 from tests.browser import Browser
@@ -36,6 +40,42 @@ def test_user_mapper_can_create_and_update_users(site, settings):
     assert user.display_name == "Demo User (from the provider)"
     assert user.email == "demo@example.com"  # the default mapper's update still ran
     assert "Profile of Demo User (from the provider)" in browser.get(site.url + "/account/").text
+
+
+def test_a_backend_subclass_maps_users_and_a_refusal_sends_user_login_failed(site, settings):
+    settings.AUTHENTICATION_BACKENDS = [
+        "django.contrib.auth.backends.ModelBackend",
+        "tests.extension.ExampleOrgBackend",
+    ]
+    failed, logged_in = [], []
+
+    def on_failed(sender, credentials, request, **kwargs):
+        failed.append(credentials)
+
+    def on_logged_in(sender, request, user, **kwargs):
+        logged_in.append(user)
+
+    user_login_failed.connect(on_failed)
+    user_logged_in.connect(on_logged_in)
+    try:
+        resp = Browser().sign_in(site.url, site.provider.username, site.provider.password)
+        assert resp.status_code == 403 and "Only example.org accounts may sign in here." in resp.text
+        assert not OAuthSession.objects.exists() and not OAuthIdentity.objects.exists()
+        assert len(failed) == 1 and logged_in == []
+        assert set(failed[0]) == {"oidc_claims"}  # Django's authenticate() sent it, for our backend's credentials
+
+        settings.AUTHENTICATION_BACKENDS = ["tests.extension.AnyoneBackend"]
+        browser = site.signed_in_browser(next_url="/account/")
+    finally:
+        user_login_failed.disconnect(on_failed)
+        user_logged_in.disconnect(on_logged_in)
+    user = active_record().user
+    assert logged_in == [user] and len(failed) == 1
+    assert user.display_name == "Demo User (from the backend)" and user.email == "demo@example.com"
+    # Django remembers which backend signed the person in, and reloads the user through it on every request.
+    session = import_module(django_settings.SESSION_ENGINE).SessionStore(browser.cookies.get("sessionid"))
+    assert session[BACKEND_SESSION_KEY] == "tests.extension.AnyoneBackend"
+    assert browser.get(site.url + "/account/", allow_redirects=False).status_code == 200
 
 
 def test_error_view_hook_renders_every_sign_in_error(site, settings):

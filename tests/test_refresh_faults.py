@@ -11,7 +11,7 @@ from django.utils import timezone
 from oauth_client.models import OAuthSession
 from tests.conftest import client_settings
 from tests.faults import FaultServer, closed_port_url
-from tests.helpers import active_record, expire_tokens, use_token_endpoint
+from tests.helpers import active_record, clear_due_hints, expire_tokens, use_token_endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +108,7 @@ def test_transient_failure_sends_failed_signal(fast_site):
     try:
         use_token_endpoint(closed_port_url())
         OAuthSession.objects.update(access_expires_at=timezone.now() - timedelta(seconds=5))
+        clear_due_hints()
         browser.get(fast_site.url + "/account/")
     finally:
         signals.token_refresh_failed.disconnect(receiver)

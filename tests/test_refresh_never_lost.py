@@ -84,13 +84,13 @@ def test_database_error_at_the_write_keeps_the_new_refresh_token(hostile_site):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(fail_first_token_write), pytest.raises(TokenRefreshUnavailable):
-        store.refresh(record)
+        store.token_store().refresh(record)
     assert failed
     kept = active_record()
     assert kept.refresh_token == newest_refresh_token(op) != record.refresh_token
     assert kept.access_token == record.access_token
 
-    refreshed = store.refresh(kept)
+    refreshed = store.token_store().refresh(kept)
     assert refreshed.refresh_count == 1 and refreshed.refresh_token == newest_refresh_token(op)
     assert op.reused == []
 
@@ -154,12 +154,12 @@ def test_commit_failure_after_the_provider_answered_keeps_the_new_refresh_token(
     # Django's atomic() commits through the connection's public commit(); the first one fails.
     monkeypatch.setattr(connection, "commit", commit_fails_once)
     with pytest.raises(TokenRefreshUnavailable):
-        store.refresh(record)
+        store.token_store().refresh(record)
     monkeypatch.undo()
     assert failed
     kept = active_record()
     assert kept.refresh_token == newest_refresh_token(op) != record.refresh_token
-    assert store.refresh(kept).refresh_count == 1 and op.reused == []
+    assert store.token_store().refresh(kept).refresh_count == 1 and op.reused == []
 
 
 # -- 1c and 2. a refresh answer rejected for good: session ended, new refresh token revoked --------------------

@@ -138,6 +138,7 @@ def test_dumpdata_writes_ciphertext_and_loaddata_reads_it_back(site, tmp_path):
 
 
 @pytest.mark.django_db
+@pytest.mark.django_db(databases=["default", "other"])  # a plain check reads every database's features
 def test_sqlite_check_runs_with_plain_manage_py_check(monkeypatch, settings):
     """Not a database-tagged check: `manage.py check` and runserver report it, not only `check --database`."""
     from django.core.checks import run_checks
