@@ -13,7 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from oauth_client import store
 from oauth_client.conf import oauth_settings
-from oauth_client.exceptions import ProviderFailure, TokenValidationError
+from oauth_client.exceptions import ProviderFailure, TokenValidationError, retry_after_seconds
 from oauth_client.models import OAuthSession, UsedLogoutToken
 from oauth_client.validation import validate_logout_token
 
@@ -50,7 +50,7 @@ def remember_jti(claims: dict[str, Any], now: datetime | None = None) -> UsedLog
         last_valid = min(last_valid, float(claims["exp"]) + leeway)
     expires_at = max(datetime.fromtimestamp(last_valid, tz=UTC), now)
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=router.db_for_write(UsedLogoutToken)):
             return UsedLogoutToken.objects.create(key=_jti_key(claims), expires_at=expires_at)
     except IntegrityError:
         raise LogoutTokenReplayed("logout token was already used") from None
@@ -99,7 +99,7 @@ class BackchannelLogoutView(View):
             level = logging.WARNING if retry_after else logging.ERROR
             logger.log(level, "back-channel logout not checked, provider keys unavailable: %s", exc)
             response = _json(503, {"error": "temporarily_unavailable"})
-            response["Retry-After"] = str(int(retry_after)) if retry_after else "30"
+            response["Retry-After"] = str(retry_after_seconds(retry_after))
             return response
         try:
             used = remember_jti(claims)

@@ -1,7 +1,8 @@
 """The authentication backend for people the provider vouched for.
 
-The callback view signs people in with `django.contrib.auth.authenticate(request, oidc_claims=claims)`, so
-Django's auth signals fire as for any backend (`user_logged_in`, and `user_login_failed` when a sign-in is
+The callback view signs people in with `django.contrib.auth.authenticate(request, id_token_claims=claims)`, so
+Django's auth signals fire as for any backend (the argument's name has "token" in it, so Django masks the claims,
+personal data, in what `user_login_failed` receivers get) (`user_logged_in`, and `user_login_failed` when a sign-in is
 refused). User mapping is three small steps a project overrides in a subclass listed in AUTHENTICATION_BACKENDS:
 `find_user` (by issuer and subject, never by email), `create_user` and `update_user`.
 """
@@ -32,12 +33,12 @@ class OAuthBackend(ModelBackend):
     """Maps validated provider claims to a local user; never checks a password."""
 
     def authenticate(  # type: ignore[override]
-        self, request: HttpRequest | None, oidc_claims: Mapping[str, Any] | None = None, **kwargs: Any
+        self, request: HttpRequest | None, id_token_claims: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> Any:
-        if oidc_claims is None:
+        if id_token_claims is None:
             return None  # not a provider sign-in: other backends' credentials
         try:
-            user = self.map_user(request, oidc_claims)
+            user = self.map_user(request, id_token_claims)
         except UserRejected as exc:
             if request is not None:
                 setattr(request, REJECTION_ATTR, exc)
@@ -71,7 +72,11 @@ class OAuthBackend(ModelBackend):
         """A new user (no usable password) linked to (issuer, subject), on first sign-in."""
         User = get_user_model()
         try:
-            with transaction.atomic(using=router.db_for_write(OAuthIdentity)):
+            # Both rows or neither, wherever the router puts them.
+            with (
+                transaction.atomic(using=router.db_for_write(User)),
+                transaction.atomic(using=router.db_for_write(OAuthIdentity)),
+            ):
                 user = User(**{User.USERNAME_FIELD: self.username_for(issuer, subject, claims)})
                 user.set_unusable_password()
                 user.save()

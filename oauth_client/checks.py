@@ -382,3 +382,26 @@ def check_sqlite_transaction_mode(app_configs: Any, **kwargs: Any) -> list[Check
             id="oauth_client.E014",
         )
     ]
+
+
+@register(TAG)
+def check_sqlite_atomic_requests(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A refresh inside a view's transaction runs in its own connection and transaction (TokenStore.refresh), so
+    the view's rollback cannot undo it, except on SQLite: the view's transaction may hold SQLite's one write lock,
+    so the refresh has to join it, and a view that then fails rolls back the rotated refresh token too."""
+    from django.db import connections, router
+
+    from oauth_client.models import OAuthSession
+
+    alias = router.db_for_write(OAuthSession)
+    if connections[alias].vendor != "sqlite" or not settings.DATABASES[alias].get("ATOMIC_REQUESTS"):
+        return []
+    return [
+        Warning(
+            f"ATOMIC_REQUESTS is on for the SQLite database {alias!r} holding the token records: a token refresh "
+            "made inside a view (get_tokens, api_session) is rolled back with a view that fails.",
+            hint="Use PostgreSQL, or turn ATOMIC_REQUESTS off for this database. Refreshes made by the middleware "
+            "and by @refresh_tokens / RefreshTokensMixin run before the view's transaction and are not affected.",
+            id="oauth_client.W016",
+        )
+    ]

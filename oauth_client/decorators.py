@@ -21,7 +21,8 @@ View = TypeVar("View", bound=Callable[..., HttpResponse])
 
 
 def signed_in(request: HttpRequest) -> bool:
-    """True when the user signed in through the provider (the middleware has checked the session's record)."""
+    """True when the user signed in through the provider: the session holds a token record (the middleware signs
+    out a session whose record it finds ended; a view that reads tokens finds out at once)."""
     return bool(request.user.is_authenticated and SESSION_KEY in request.session)
 
 
@@ -67,9 +68,28 @@ def refresh_tokens(view: View | None = None, *, max_age: int | None = None) -> V
     def decorator(func: View) -> View:
         @functools.wraps(func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            # OAuthSessionMiddleware.process_view has normally refreshed already (outside ATOMIC_REQUESTS): then
+            # this finds the tokens refreshed for this request and does nothing.
             refresh_before(request, max_age=max_age)
             return func(request, *args, **kwargs)
 
+        wrapper.oauth_refresh_tokens = True  # type: ignore[attr-defined]
+        wrapper.oauth_refresh_max_age = max_age  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator(view) if view is not None else decorator
+
+
+def sensitive_refresh(view_func: Callable[..., Any]) -> tuple[bool, int | None]:
+    """Whether the view asks for a refresh before it runs (`@refresh_tokens` or `RefreshTokensMixin`), and its
+    max_age."""
+    if getattr(view_func, "oauth_refresh_tokens", False):
+        return True, getattr(view_func, "oauth_refresh_max_age", None)
+    view_class = getattr(view_func, "view_class", None)
+    if view_class is not None:
+        from oauth_client.mixins import RefreshTokensMixin
+
+        if issubclass(view_class, RefreshTokensMixin):
+            initkwargs = getattr(view_func, "view_initkwargs", {}) or {}
+            return True, initkwargs.get("refresh_max_age", view_class.refresh_max_age)
+    return False, None

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -123,11 +125,19 @@ class ReauthenticationRequired(OAuthClientError):
         return self.reason != self.NOT_SIGNED_IN
 
 
+def retry_after_seconds(value: float | None, default: int = 30) -> int:
+    """A `Retry-After` for our own 503s from what the provider said: whole seconds, 1 to 300 (a provider's
+    "inf", a date years ahead or a fraction of a second is no useful answer to pass on)."""
+    if value is None or not math.isfinite(value):
+        return default
+    return int(min(max(math.ceil(value), 1), 300))
+
+
 class TokenRefreshUnavailable(OAuthClientError):
     """A refresh was needed but could not be done now (provider down, lock wait exceeded); the session is kept."""
 
-    def __init__(self, message: str = "token refresh unavailable", retry_after: int = 30) -> None:
-        self.retry_after = retry_after
+    def __init__(self, message: str = "token refresh unavailable", retry_after: float | None = None) -> None:
+        self.retry_after = retry_after_seconds(retry_after)
         super().__init__(message)
 
 

@@ -9,6 +9,7 @@ lock (see `TokenStore.refresh`) before the view runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -17,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from oauth_client import responses
+from oauth_client.decorators import refresh_before, sensitive_refresh
 from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
 from oauth_client.store import SESSION_KEY, token_store
 
@@ -27,14 +29,13 @@ class OAuthSessionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.oauth_request_started = timezone.now()  # type: ignore[attr-defined]
-        key_at_start = request.session.session_key
         try:
             self.keep_fresh(request)
         except (ReauthenticationRequired, TokenRefreshUnavailable) as exc:
             response = self.answer(request, exc)
         else:
             response = self.get_response(request)
-        token_store().follow_session_key(request, key_at_start)
+        token_store().follow_session_key(request)
         return response
 
     def keep_fresh(self, request: HttpRequest) -> None:
@@ -59,6 +60,21 @@ class OAuthSessionMiddleware:
             messages.info(request, _("Your session was ended. Please sign in again."), fail_silently=True)
             return
         store.touch(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        """The refresh a sensitive view asks for (`@refresh_tokens`, `RefreshTokensMixin`) is done here, before the
+        view runs and outside the transaction ATOMIC_REQUESTS wraps it in, so that view's rollback cannot undo it.
+        (The decorator and the mixin then find the tokens refreshed for this request and do nothing more.)"""
+        wanted, max_age = sensitive_refresh(view_func)
+        if not wanted:
+            return None
+        try:
+            refresh_before(request, max_age=max_age)
+        except (ReauthenticationRequired, TokenRefreshUnavailable) as exc:
+            return self.answer(request, exc)
+        return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """A view (or a decorator, mixin or API call inside it) that raises `ReauthenticationRequired` or

@@ -17,12 +17,13 @@ when a view reads tokens or the hint says "due", and that read corrects the hint
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import caches
@@ -49,12 +50,14 @@ from oauth_client.models import OAuthSession, refresh_margin
 from oauth_client.validation import validate_refreshed_id_token
 
 logger = logging.getLogger("oauth_client.store")
+T = TypeVar("T")
 
 # Keys in the Django session: the record's id (it survives session key cycling), when its tokens next fall due
 # (epoch seconds; a hint, the record is the authority) and when last-seen was last written (epoch seconds).
 SESSION_KEY = "_oauth_session_id"
 DUE_AT_KEY = "_oauth_due_at"
 SEEN_AT_KEY = "_oauth_seen_at"
+BOUND_KEY = "_oauth_bound_key"  # the session key the record knows (see follow_session_key)
 # Per-request state, on the request object (as AuthenticationMiddleware caches its user in `_cached_user`).
 _CACHED_RECORD = "_oauth_cached_record"
 _FAILED_FLAG = "_oauth_refresh_failed"
@@ -122,6 +125,28 @@ def session_store(session_key: str) -> Any:
 # Issuers whose tokens were already reported as living less than REFRESH_LEEWAY (once per process: the lifetime
 # seen varies by a second from token to token, as `exp` is whole seconds).
 _short_lifetimes_logged: set[str] = set()
+
+
+def run_in_own_connection(func: Callable[..., T], *args: Any) -> T:
+    """Run `func` in a worker thread, which has its own database connections (closed when it is done), and return
+    its result or raise its exception here."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(func(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            error.append(exc)
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=work, name="oauth-client-refresh")
+    worker.start()
+    worker.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 @dataclass
@@ -216,12 +241,13 @@ class TokenStore:
         if not self.is_due(record, now, force_since):
             return record
         try:
-            if getattr(request, _FAILED_FLAG, False):
+            failed = getattr(request, _FAILED_FLAG, None)
+            if failed is not None:
                 # One attempt per request: the middleware already tried and the provider is unavailable.
-                raise TokenRefreshUnavailable("refresh already failed in this request")
+                raise TokenRefreshUnavailable("refresh already failed in this request", retry_after=failed.retry_after)
             record = self.refresh(record, force_since=force_since, request=request)
-        except TokenRefreshUnavailable:
-            setattr(request, _FAILED_FLAG, True)
+        except TokenRefreshUnavailable as exc:
+            setattr(request, _FAILED_FLAG, exc)
             if force_since is None and self.within_grace(record, now):
                 return record
             raise
@@ -237,23 +263,25 @@ class TokenStore:
         seen = request.session.get(SEEN_AT_KEY)
         if isinstance(seen, int) and _epoch(now) - seen < oauth_settings.LAST_SEEN_INTERVAL:
             return
+        if not request.user.is_authenticated:
+            return  # Django signed this session out (user deactivated, auth hash changed): not "seen"
         # Only a non-token column: this never races with a token write.
         self.model.objects.using(self.db_for_write()).filter(pk=request.session[SESSION_KEY]).update(last_seen_at=now)
         request.session[SEEN_AT_KEY] = _epoch(now)
 
-    def follow_session_key(self, request: HttpRequest, key_at_start: str | None) -> None:
-        """The browser's session key was cycled during this request (e.g. Django re-hashed the session under a
-        SECRET_KEY_FALLBACKS key): point the record at the new key, or prune would take the session for gone."""
+    def follow_session_key(self, request: HttpRequest) -> None:
+        """The browser's session key was cycled (Django re-hashed the session under a SECRET_KEY_FALLBACKS key, a
+        view called `cycle_key`): point the record at the new key, or ending the session from the admin or by
+        back-channel logout would miss it and prune would take it for gone. The session notes the key the record
+        has, so this costs no query until the key changes."""
         session = getattr(request, "session", None)
-        if session is None:
+        if session is None or SESSION_KEY not in session:
             return
         key = session.session_key
-        if not key or key == key_at_start or SESSION_KEY not in session:
-            return
-        cached = getattr(request, _CACHED_RECORD, None)
-        if cached is not None and cached.session_key == key:
+        if not key or session.get(BOUND_KEY) == key:
             return
         self.model.objects.using(self.db_for_write()).filter(pk=session[SESSION_KEY]).update(session_key=key)
+        session[BOUND_KEY] = key
 
     # --- the "due" rule (OAuthSession.refresh_due_at is its one home) -------------------------------------------
 
@@ -296,6 +324,7 @@ class TokenStore:
         record.save(using=self.db_for_write())
         request.session[SESSION_KEY] = str(record.pk)
         request.session[SEEN_AT_KEY] = _epoch(now)
+        request.session[BOUND_KEY] = record.session_key
         self.remember(request, record)
         return record
 
@@ -351,7 +380,20 @@ class TokenStore:
 
         `force_since`: refresh unless a refresh already happened at or after this moment (sensitive operations).
         Raises `ReauthenticationRequired` (the session was ended) or `TokenRefreshUnavailable` (transient, or a
-        configuration fault of the site; the session and its tokens are kept)."""
+        configuration fault of the site; the session and its tokens are kept).
+
+        Called inside a transaction of the caller's (a view under ATOMIC_REQUESTS, say), the refresh runs in a worker
+        thread with its own connection and transaction: what the provider answered is committed even if the caller's
+        transaction rolls back. Except on SQLite, whose one write lock the caller's transaction may already hold: the
+        refresh then joins that transaction (check W016)."""
+        using = self.db_for_write()
+        connection = connections[using]
+        if connection.in_atomic_block and connection.vendor != "sqlite":
+            return run_in_own_connection(self._refresh, record, force_since, request)
+        return self._refresh(record, force_since, request)
+
+    @sensitive_variables()
+    def _refresh(self, record: OAuthSession, force_since: datetime | None, request: HttpRequest | None) -> OAuthSession:
         attempt = RefreshAttempt(
             record=record,
             request=request,
@@ -375,6 +417,8 @@ class TokenStore:
         except DatabaseError as exc:
             self.database_failed(attempt, exc)
         else:
+            if attempt.refused is not None:
+                self.revoke_tokens(attempt.refused.refresh_token or "", attempt.refused.access_token)
             if attempt.unusable is not None:
                 self.unavailable(attempt, attempt.unusable, "token refresh answer not usable now, refresh token kept")
         if attempt.outcome is not None:
@@ -443,11 +487,8 @@ class TokenStore:
                 return
             # A response we can never trust (another subject, issuer, audience): end the session.
             reason = EndReason.SUBJECT_CHANGED if isinstance(exc, SubjectChanged) else EndReason.REFRESH_REJECTED
-            attempt.refused = tokens
+            attempt.refused = tokens  # revoked once the transaction is over, whatever became of it
             self.end_locked(attempt, reason, exc)
-            transaction.on_commit(
-                lambda: self.revoke_tokens(tokens.refresh_token or "", tokens.access_token), using=attempt.using
-            )
             return
         now = timezone.now()
         self.apply(current, tokens, claims, now)
@@ -487,8 +528,7 @@ class TokenStore:
         signals.token_refresh_failed.send(
             self.model, record=attempt.current or attempt.record, request=attempt.request, error=error, transient=True
         )
-        retry_after = getattr(error, "retry_after", None) or 30
-        attempt.outcome = TokenRefreshUnavailable(str(error), retry_after=int(retry_after))
+        attempt.outcome = TokenRefreshUnavailable(str(error), retry_after=getattr(error, "retry_after", None))
 
     def client_rejected(self, attempt: RefreshAttempt, error: InvalidClient) -> None:
         """invalid_client / unauthorized_client: the site's credentials or registration (an expired client secret),

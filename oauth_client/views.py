@@ -234,7 +234,7 @@ class CallbackView(View):
             claims = validate_id_token(tokens.id_token, nonce=attempt["nonce"])
             userinfo = self.fetch_userinfo(tokens.access_token, claims)
             # Through Django's authenticate(), so user_login_failed fires for a refused sign-in (OAuthBackend).
-            user = authenticate(request, oidc_claims={**userinfo, **claims})
+            user = authenticate(request, id_token_claims={**userinfo, **claims})
         except TransientProviderError as exc:
             logger.warning("sign-in failed, provider unavailable: %s", exc)
             return self.fail(

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +108,11 @@ def hostile_site(live_server, hostile: HostileProvider, settings) -> HostileSite
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def run_fresh_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a new interpreter at the repository root (what an import really loads, in isolation)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root(), timeout=60)
 
 
 # --- node oidc-provider: the independent, certified provider (tests/op, tests/node_provider.py) -----------------

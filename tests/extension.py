@@ -18,6 +18,8 @@ from oauth_client import (
     get_access_token,
     get_tokens,
     oauth_login_required,
+    refresh_before,
+    refresh_tokens,
 )
 from oauth_client.backends import OAuthBackend
 from oauth_client.users import default_user_mapper
@@ -99,6 +101,22 @@ def plain_hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"Hello {request.user.get_username()}")
 
 
+class ViewFailed(Exception):
+    pass
+
+
+@refresh_tokens
+def sensitive_then_fail(request: HttpRequest) -> HttpResponse:
+    """A sensitive view whose own work fails after the refresh (its transaction rolls back under ATOMIC_REQUESTS)."""
+    raise ViewFailed("the view's own work failed")
+
+
+def refresh_inside_then_fail(request: HttpRequest) -> HttpResponse:
+    """A view that refreshes from inside its own transaction, then fails."""
+    refresh_before(request)
+    raise ViewFailed("the view's own work failed")
+
+
 def bare_token_view(request: HttpRequest) -> HttpResponse:
     """No decorator: get_access_token's exceptions are answered by OAuthSessionMiddleware.process_exception."""
     return JsonResponse({"token_length": len(get_access_token(request))})
@@ -109,6 +127,8 @@ urlpatterns = [
     path("ext/sensitive/", SensitiveAction.as_view()),
     path("ext/token/", bare_token_view),
     path("ext/hello/", hello),
+    path("ext/sensitive-then-fail/", sensitive_then_fail),
+    path("ext/refresh-inside-then-fail/", refresh_inside_then_fail),
     path("ext/plain-hello/", plain_hello),
     path("", include(site_urlpatterns)),
 ]

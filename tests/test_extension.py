@@ -62,7 +62,8 @@ def test_a_backend_subclass_maps_users_and_a_refusal_sends_user_login_failed(sit
         assert resp.status_code == 403 and "Only example.org accounts may sign in here." in resp.text
         assert not OAuthSession.objects.exists() and not OAuthIdentity.objects.exists()
         assert len(failed) == 1 and logged_in == []
-        assert set(failed[0]) == {"oidc_claims"}  # Django's authenticate() sent it, for our backend's credentials
+        # Django's authenticate() sent it, with our backend's credentials masked (the claims are personal data).
+        assert set(failed[0]) == {"id_token_claims"} and "example.com" not in repr(failed[0])
 
         settings.AUTHENTICATION_BACKENDS = ["tests.extension.AnyoneBackend"]
         browser = site.signed_in_browser(next_url="/account/")
@@ -192,3 +193,45 @@ def test_signals_carry_the_documented_arguments(site):
     record = args["oauth_login"]["record"]
     for _, kwargs in received:
         assert record.refresh_token not in repr(kwargs)
+
+
+def _atomic_requests(monkeypatch) -> None:
+    from django.db import connections
+
+    monkeypatch.setitem(connections["default"].settings_dict, "ATOMIC_REQUESTS", True)
+
+
+@pytest.mark.urls("tests.extension")
+def test_a_sensitive_refresh_survives_the_views_rollback_under_atomic_requests(site, monkeypatch):
+    """@refresh_tokens refreshes before the view's transaction (OAuthSessionMiddleware.process_view): a view that
+    then fails rolls back its own work, not the rotated refresh token, or the next refresh would present a spent
+    token and the provider would revoke the family."""
+    _atomic_requests(monkeypatch)
+    browser = site.signed_in_browser()
+    before = active_record()
+    issued = site.provider.count_refresh_tokens()
+    assert browser.get(site.url + "/ext/sensitive-then-fail/", allow_redirects=False).status_code == 500
+    after = active_record()
+    assert site.provider.count_refresh_tokens() == issued + 1
+    assert after.refresh_count == 1 and after.refresh_token != before.refresh_token
+    assert not site.provider.is_refresh_token_revoked(after.refresh_token)
+    # The kept token works: the next sensitive request refreshes again and the person stays signed in.
+    assert browser.get(site.url + "/account/sensitive/", allow_redirects=False).status_code == 200
+    assert site.provider.count_refresh_tokens() == issued + 2
+
+
+@pytest.mark.urls("tests.extension")
+def test_a_refresh_inside_a_views_transaction_is_committed_on_its_own(site, monkeypatch):
+    """On PostgreSQL a refresh made inside the view's transaction runs in a connection of its own."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite joins the view's transaction (check W016)")
+    _atomic_requests(monkeypatch)
+    browser = site.signed_in_browser()
+    before = active_record()
+    assert browser.get(site.url + "/ext/refresh-inside-then-fail/", allow_redirects=False).status_code == 500
+    after = active_record()
+    assert after.refresh_count == 1 and after.refresh_token != before.refresh_token
+    assert not site.provider.is_refresh_token_revoked(after.refresh_token)
+    assert browser.get(site.url + "/account/sensitive/", allow_redirects=False).status_code == 200

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
-import sys
 from importlib import import_module
 from types import ModuleType
 
 import pytest
 
 import oauth_client
-from tests.conftest import repo_root
+from tests.conftest import repo_root, run_fresh_python
 
 
 def type_checking_imports() -> dict[str, str]:
@@ -87,5 +85,20 @@ def test_importing_the_package_imports_none_of_its_exports():
         "loaded = sorted({m for m in oauth_client._EXPORTS.values() if m in sys.modules})\n"
         "assert not loaded and 'django' not in sys.modules, (loaded, 'django' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root(), timeout=60)
+    result = run_fresh_python(code)
     assert result.returncode == 0, result.stderr
+
+
+def test_no_module_imports_a_private_name_of_another_library():
+    """The app uses Django's and its libraries' public APIs only (`from x import _y` of another package is a
+    private name; the package's own modules may share theirs)."""
+    found = []
+    for path in sorted((repo_root() / "oauth_client").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.module.startswith("oauth_client"):
+                found += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.Import):
+                found += [
+                    f"{path.name}: {a.name}" for a in node.names if any(p.startswith("_") for p in a.name.split("."))
+                ]
+    assert found == []

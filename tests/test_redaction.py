@@ -3,15 +3,12 @@ shows: the admin's tokens (`abcd*****MASKED*****`) and the doctor's client secre
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from oauth_client import diagnostics
 from oauth_client.models import OAuthSession
 from oauth_client.redaction import MASK, TOKEN_FIELDS, mask
-from tests.conftest import repo_root
+from tests.conftest import run_fresh_python
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.payload.signature"
 
@@ -59,5 +56,5 @@ def test_redaction_imports_nothing_of_django_or_the_app():
         "loaded = sorted(m for m in sys.modules if m.startswith(('django', 'oauth_client.')))\n"
         "assert loaded == ['oauth_client.redaction'], loaded\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root(), timeout=60)
+    result = run_fresh_python(code)
     assert result.returncode == 0, result.stderr

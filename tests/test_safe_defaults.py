@@ -137,7 +137,6 @@ def test_dumpdata_writes_ciphertext_and_loaddata_reads_it_back(site, tmp_path):
     assert {name: getattr(restored, name) for name in tokens} == tokens
 
 
-@pytest.mark.django_db
 @pytest.mark.django_db(databases=["default", "other"])  # a plain check reads every database's features
 def test_sqlite_check_runs_with_plain_manage_py_check(monkeypatch, settings):
     """Not a database-tagged check: `manage.py check` and runserver report it, not only `check --database`."""

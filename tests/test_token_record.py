@@ -193,3 +193,46 @@ def test_equivalent_id_spellings_find_what_the_orm_finds(form):
     expected = OAuthSession.objects.filter(pk=spelled).first()
     loaded = token_store().get(spelled)
     assert expected is not None and loaded is not None and loaded.pk == expected.pk
+
+
+def test_the_record_follows_a_cycled_session_key_once():
+    record = make_record()
+    request = request_for(record)
+    store = token_store()
+    store.create(request, record.user, _tokens(), CLAIMS_FOR_CREATE)
+    created = token_store().load(request)
+    request.session.cycle_key()  # e.g. Django re-hashing the session under a SECRET_KEY_FALLBACKS key
+    new_key = request.session.session_key
+    assert created.session_key != new_key
+    store.follow_session_key(request)
+    assert OAuthSession.objects.get(pk=created.pk).session_key == new_key
+    with CaptureQueriesContext(connection) as captured:
+        store.follow_session_key(request)  # the session notes the key the record has: no query now
+    assert captured.captured_queries == []
+
+
+def test_last_seen_is_not_written_for_a_session_django_signed_out():
+    record = make_record()
+    request = request_for(record, AnonymousUser())
+    with CaptureQueriesContext(connection) as captured:
+        token_store().touch(request)
+    assert captured.captured_queries == []
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"), [(None, 30), (float("inf"), 30), (float("nan"), 30), (0.4, 1), (7, 7), (86400, 300)]
+)
+def test_retry_after_passed_on_is_whole_seconds_within_bounds(given, sent):
+    from oauth_client.exceptions import TokenRefreshUnavailable, retry_after_seconds
+
+    assert retry_after_seconds(given) == sent
+    assert TokenRefreshUnavailable("x", retry_after=given).retry_after == sent
+
+
+CLAIMS_FOR_CREATE = {"iss": "https://id.example/", "sub": "cycled", "exp": 4_102_444_800}
+
+
+def _tokens():
+    from oauth_client.client import TokenResponse
+
+    return TokenResponse(access_token="access-c", expires_in=600, id_token="id-c", refresh_token="refresh-c")
