@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.forms import DisplayNameForm
@@ -18,8 +20,8 @@ from oauth_client import (
     api_session,
     get_tokens,
     oauth_login_required,
-    provider_metadata,
     refresh_tokens,
+    session_provider_metadata,
 )
 
 
@@ -33,7 +35,7 @@ def provider_userinfo(request: HttpRequest) -> tuple[list[tuple[str, Any]] | Non
     claims is None when the provider has no userinfo endpoint. A refused refresh propagates (sign in again)."""
     unavailable = _("The identity provider cannot be reached right now.")
     try:
-        endpoint = provider_metadata().get("userinfo_endpoint")
+        endpoint = session_provider_metadata(request).get("userinfo_endpoint")
     except OAuthClientError:
         return [], unavailable
     if not endpoint:
@@ -55,15 +57,42 @@ def provider_userinfo(request: HttpRequest) -> tuple[list[tuple[str, Any]] | Non
     return sorted(data.items(), key=lambda item: item[0]), ""
 
 
+# Claims that are instants (seconds since the epoch): shown as dates in the reader's language, not as numbers.
+TIME_CLAIMS = frozenset({"exp", "iat", "nbf", "auth_time", "updated_at"})
+
+
+def claim_moment(name: str, value: Any) -> datetime | None:
+    """The instant a time claim stands for, or None (not a time claim, or not a usable number of seconds)."""
+    if name not in TIME_CLAIMS or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # NaN, infinite, or beyond the years datetime can hold
+        return None
+
+
+def claim_rows(claims: list[tuple[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The rows of a claims table: each claim's name and value, and for time claims the instant (`moment`) and
+    whether it is still to come (`future`)."""
+    rows = []
+    for name, value in claims:
+        moment = claim_moment(name, value)
+        rows.append({"name": name, "value": value, "moment": moment, "future": moment is not None and moment > now})
+    return rows
+
+
 @oauth_login_required
 def profile(request: HttpRequest) -> HttpResponse:
     tokens = get_tokens(request)
     userinfo, userinfo_error = provider_userinfo(request)
+    now = timezone.now()
     context = {
         "tokens": tokens,
-        "claims": sorted(tokens.claims.items()),
-        "userinfo": userinfo,
+        "claims": claim_rows(sorted(tokens.claims.items()), now),
+        "userinfo": claim_rows(userinfo, now) if userinfo is not None else None,
         "userinfo_error": userinfo_error,
+        # Which provider signed this person in: said when the site has several.
+        "provider_label": tokens.provider_label if tokens.several_providers else "",
     }
     return render(request, "accounts/profile.html", context)
 

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from oauth_client import signals
-    from oauth_client.api import BearerAuth, api_session, get_access_token, get_tokens, provider_metadata
+    from oauth_client.api import (
+        BearerAuth,
+        api_session,
+        get_access_token,
+        get_tokens,
+        provider_metadata,
+        session_provider_metadata,
+    )
     from oauth_client.decorators import oauth_login_required, refresh_before, refresh_tokens, signed_in
     from oauth_client.exceptions import (
         OAuthClientError,
@@ -32,6 +39,7 @@ _EXPORTS = {
     "api_session": "oauth_client.api",
     "BearerAuth": "oauth_client.api",
     "provider_metadata": "oauth_client.api",
+    "session_provider_metadata": "oauth_client.api",
     "oauth_login_required": "oauth_client.decorators",
     "refresh_tokens": "oauth_client.decorators",
     "refresh_before": "oauth_client.decorators",

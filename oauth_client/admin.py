@@ -25,8 +25,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from oauth_client import events, store
+from oauth_client import events, providers, store
 from oauth_client.conf import oauth_settings
+from oauth_client.exceptions import ConfigurationError
 from oauth_client.humanize import describe, relative
 from oauth_client.models import OAuthIdentity, OAuthSession
 from oauth_client.redaction import TOKEN_FIELDS, mask
@@ -57,6 +58,14 @@ def state_label(record: OAuthSession, now: datetime | None = None) -> str:
     return str(_("Ended: %(reason)s") % {"reason": reason})
 
 
+def provider_label(record: OAuthSession) -> str:
+    """The provider's label; the stored name if that provider is no longer configured."""
+    try:
+        return providers.for_record(record).label
+    except ConfigurationError:
+        return record.provider
+
+
 def sessions_url(user: Any) -> str:
     """The session list filtered to one user (for links from the user admin)."""
     return reverse("admin:oauth_client_oauthsession_changelist") + f"?user__id__exact={user.pk}"
@@ -79,6 +88,19 @@ class IssuerFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthSession]) -> QuerySet[OAuthSession]:
         return queryset.filter(issuer=self.value()) if self.value() else queryset
+
+
+class ProviderFilter(admin.SimpleListFilter):
+    """The configured providers (by label): no scan of the table to find them."""
+
+    title = _("provider")
+    parameter_name = "provider"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, provider.label) for name, provider in providers.registry().items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OAuthSession]) -> QuerySet[OAuthSession]:
+        return queryset.filter(provider=self.value()) if self.value() else queryset
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -165,7 +187,7 @@ class OAuthSessionAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     actions = ["end_sessions"]
     fieldsets = (
-        (None, {"fields": ("user_link", "state", "issuer", "subject", "sid")}),
+        (None, {"fields": ("user_link", "state", "provider_name", "issuer", "subject", "sid")}),
         (_("Activity"), {"fields": ("created_at", "last_seen", "last_refreshed", "refresh_count")}),
         (
             _("Tokens (never shown)"),
@@ -187,6 +209,17 @@ class OAuthSessionAdmin(admin.ModelAdmin):
     )
     # Everything on the detail page is read-only: the list is the fieldsets' own.
     readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"] if isinstance(name, str))
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # The provider column and filter only mean something with several providers.
+        if not providers.several():
+            return self.list_display
+        return (*self.list_display[:2], "provider_name", *self.list_display[2:])
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        if not providers.several():
+            return self.list_filter
+        return (self.list_filter[0], ProviderFilter, *self.list_filter[1:])
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[OAuthSession]:
         # Token columns are not read (and not decrypted) for lists; the detail page loads them on demand,
@@ -223,6 +256,10 @@ class OAuthSessionAdmin(admin.ModelAdmin):
     @admin.display(description=_("state"))
     def state(self, obj: OAuthSession) -> str:
         return state_label(obj)
+
+    @admin.display(description=_("provider"))
+    def provider_name(self, obj: OAuthSession) -> str:
+        return provider_label(obj)
 
     @admin.display(description=_("user"))
     def user_link(self, obj: OAuthSession) -> SafeString:

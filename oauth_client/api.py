@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import discovery
+from oauth_client import discovery, providers
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ReauthenticationRequired
 from oauth_client.store import TokenSet, token_store
@@ -38,12 +38,21 @@ def get_access_token(request: HttpRequest) -> str:
     return get_tokens(request).access_token
 
 
-def provider_metadata() -> Mapping[str, Any]:
-    """The provider's discovery document (read-only, cached), e.g. `provider_metadata()["userinfo_endpoint"]`.
+def provider_metadata(provider: str | None = None) -> Mapping[str, Any]:
+    """A provider's discovery document (read-only, cached), e.g. `provider_metadata()["userinfo_endpoint"]`;
+    `provider` is its name (None: the site's only provider, or the one named "default").
 
-    Raises `ConfigurationError`, `TransientProviderError` or `InvalidResponse` (all `OAuthClientError`).
+    Raises `LookupError` for an unknown name; `ConfigurationError`, `TransientProviderError` or `InvalidResponse`
+    (all `OAuthClientError`) when the document cannot be had.
     """
-    return MappingProxyType(discovery.get_metadata())
+    return MappingProxyType(discovery.get_metadata(providers.get(provider)))
+
+
+def session_provider_metadata(request: HttpRequest) -> Mapping[str, Any]:
+    """The discovery document of the provider this request's session signed in with (e.g. its userinfo endpoint).
+
+    Raises `ReauthenticationRequired` when the request has no provider session."""
+    return MappingProxyType(discovery.get_metadata(providers.for_record(token_store().ensure_fresh(request))))
 
 
 def _invalid_token(response: requests.Response) -> bool:

@@ -21,11 +21,13 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from oauth_client import store
+from oauth_client import providers, store
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ProviderFailure, TokenValidationError, retry_after_seconds
 from oauth_client.models import OAuthSession, UsedLogoutToken
+from oauth_client.providers import Provider
 from oauth_client.validation import validate_logout_token
+from oauth_client.views import ProviderMixin
 
 logger = logging.getLogger("oauth_client.backchannel")
 
@@ -56,10 +58,14 @@ def remember_jti(claims: dict[str, Any], now: datetime | None = None) -> UsedLog
         raise LogoutTokenReplayed("logout token was already used") from None
 
 
-def matching_sessions(claims: dict[str, Any]) -> list[OAuthSession]:
+def matching_sessions(claims: dict[str, Any], provider: Provider | None = None) -> list[OAuthSession]:
     """Active sessions named by the token: by `sid` when present (and `sub`, when both are), else every
-    session of `sub` at this issuer."""
+    session of `sub` at this issuer — of the provider whose endpoint received the token, never another's."""
     qs = OAuthSession.objects.active().filter(issuer=claims["iss"])
+    if provider is not None:
+        # Its own records, and those of a provider renamed in the settings that resolve to it (providers.serves).
+        names = set(qs.values_list("provider", flat=True).distinct())
+        qs = qs.filter(provider__in=[name for name in names if providers.serves(provider, name)])
     sid, sub = claims.get("sid"), claims.get("sub")
     if isinstance(sid, str) and sid:
         qs = qs.filter(sid=sid)
@@ -77,8 +83,10 @@ def _json(status: int, body: dict[str, Any]) -> JsonResponse:
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(sensitive_post_parameters("logout_token"), name="dispatch")
-class BackchannelLogoutView(View):
-    """POST /oauth/backchannel-logout/ → 200 when the token was accepted, 400 with a JSON error otherwise."""
+class BackchannelLogoutView(ProviderMixin, View):
+    """POST /oauth/backchannel-logout/<provider>/ → 200 when the token was accepted, 400 with a JSON error
+    otherwise. The token is validated against that provider (its issuer, keys and client id) and ends only its
+    sessions."""
 
     http_method_names = ["post"]
 
@@ -88,7 +96,7 @@ class BackchannelLogoutView(View):
         if not raw:
             return _json(400, {"error": "invalid_request", "error_description": "logout_token is missing"})
         try:
-            claims = validate_logout_token(raw)
+            claims = validate_logout_token(self.provider, raw)
         except TokenValidationError as exc:
             logger.warning("back-channel logout refused: %s", exc)
             return _json(400, {"error": "invalid_request", "error_description": str(exc)})
@@ -117,7 +125,7 @@ class BackchannelLogoutView(View):
 
     def end_sessions(self, claims: dict[str, Any]) -> int:
         ended = 0
-        for record in matching_sessions(claims):
+        for record in matching_sessions(claims, self.provider):
             if store.token_store().end(record, OAuthSession.EndReason.BACKCHANNEL, ended_by="provider") is not None:
                 ended += 1
         return ended

@@ -56,6 +56,9 @@ class OAuthBackend(ModelBackend):
         issuer, subject = str(claims["iss"]), str(claims["sub"])
         user = self.find_user(issuer, subject)
         if user is None:
+            linked = self.link_user(issuer, subject, claims)
+            user = self.link(linked, issuer, subject) if linked is not None else None
+        if user is None:
             user = self.create_user(issuer, subject, claims)
         if not self.user_can_authenticate(user):
             raise UserRejected(_("This account is disabled."))
@@ -67,6 +70,21 @@ class OAuthBackend(ModelBackend):
         """The user linked to (issuer, subject), or None. The same email at two providers is two identities."""
         identity = OAuthIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
         return identity.user if identity is not None else None
+
+    def link_user(self, issuer: str, subject: str, claims: Mapping[str, Any]) -> Any:
+        """An existing user this new (issuer, subject) identity should sign in as, or None (the default: a new user).
+
+        The one place to link several identities to one user — e.g. the same verified email at a second provider
+        you trust for it. Nothing is ever merged by email unless a project overrides this on purpose; the link is
+        recorded (OAuthIdentity), so later sign-ins find the user by (issuer, subject)."""
+        return None
+
+    def link(self, user: Any, issuer: str, subject: str) -> Any:
+        """Record (issuer, subject) → user; returns the user the identity belongs to (the first link wins)."""
+        identity, _created = OAuthIdentity.objects.get_or_create(
+            issuer=issuer, subject=subject, defaults={"user": user}
+        )
+        return identity.user
 
     def create_user(self, issuer: str, subject: str, claims: Mapping[str, Any]) -> Any:
         """A new user (no usable password) linked to (issuer, subject), on first sign-in."""

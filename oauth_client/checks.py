@@ -2,10 +2,16 @@
 
 IDs are stable (docs/diagnostics.md lists them all). "Production" means DEBUG is off. Loopback hosts
 (127.0.0.1, ::1, localhost) may use http, as RFC 8252 allows: traffic to them never leaves the machine.
+
+Checks of a provider's own settings run once per provider (`checked_providers`). With OAUTH_CLIENT["PROVIDERS"],
+their messages name the provider (`OAUTH_CLIENT['PROVIDERS']['corp']['CLIENT_SECRET']`) and carry it as the
+message's `obj` (`manage.py check` prints "corp: (oauth_client.W003) …"; `oidc_doctor` shows each provider its own);
+with the flat single-provider settings they read as they always have.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -14,8 +20,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from oauth_client import discovery
+from oauth_client import discovery, providers
 from oauth_client.conf import DEFAULTS, IMPORT_STRINGS, oauth_settings
+from oauth_client.exceptions import ConfigurationError
+from oauth_client.providers import Provider
 from oauth_client.urls_policy import insecure_endpoints, is_secure_url
 
 TAG = "oauth_client"
@@ -24,6 +32,127 @@ SESSION = "django.contrib.sessions.middleware.SessionMiddleware"
 AUTHENTICATION = "django.contrib.auth.middleware.AuthenticationMiddleware"
 MESSAGES = "django.contrib.messages.middleware.MessageMiddleware"
 OAUTH = "oauth_client.middleware.OAuthSessionMiddleware"
+
+
+# --- Providers ------------------------------------------------------------------------------------------------
+
+
+def is_named(provider: Provider) -> bool:
+    """Whether `provider` comes from OAUTH_CLIENT["PROVIDERS"] (rather than the flat single-provider keys)."""
+    return bool(oauth_settings.PROVIDERS) or provider.name != providers.DEFAULT
+
+
+def setting_name(provider: Provider, key: str) -> str:
+    """Where a provider's `key` is set: OAUTH_CLIENT['KEY'], or OAUTH_CLIENT['PROVIDERS']['name']['KEY']."""
+    if is_named(provider):
+        return f"OAUTH_CLIENT['PROVIDERS']['{provider.name}']['{key}']"
+    return f"OAUTH_CLIENT['{key}']"
+
+
+def env_name(provider: Provider, key: str) -> str:
+    """The demo site's environment variable for a provider's `key` (project/settings.py): OIDC_KEY, or
+    OIDC_<NAME>_KEY with OIDC_PROVIDERS."""
+    if is_named(provider):
+        return f"OIDC_{provider.name.upper().replace('-', '_')}_{key}"
+    return f"OIDC_{key}"
+
+
+def _of(provider: Provider) -> str:
+    return f" of provider '{provider.name}'" if is_named(provider) else ""
+
+
+def _obj(provider: Provider) -> Provider | None:
+    # The flat single provider keeps obj None: `manage.py check` prints "?: (oauth_client.W003) …" as before.
+    return provider if is_named(provider) else None
+
+
+def provider_setting_problems() -> tuple[list[Provider], list[str]]:
+    """The providers the per-provider checks look at, and what is wrong with OAUTH_CLIENT["PROVIDERS"]: an
+    entry that cannot be used (a name that is not a slug, unknown keys, not a dict) is left out and described.
+    Never raises: a bad setting is a check error (E016), not a crash of `manage.py check`."""
+    configured = oauth_settings.PROVIDERS
+    problems: list[str] = []
+    found: list[Provider] = []
+    if configured and not isinstance(configured, Mapping):
+        return [], [
+            f"OAUTH_CLIENT['PROVIDERS'] must be a dict of provider name to settings, not {type(configured).__name__}."
+        ]
+    for name, own in dict(configured or {}).items():
+        if not isinstance(name, str) or not providers.NAME_RE.match(name):
+            problems.append(
+                f"The provider name {name!r} in OAUTH_CLIENT['PROVIDERS'] is not a lower-case slug (a-z, 0-9, - "
+                "and _, starting with a letter or digit, at most 64 characters)."
+            )
+            continue
+        if not isinstance(own, Mapping):
+            problems.append(
+                f"OAUTH_CLIENT['PROVIDERS']['{name}'] must be a dict of settings, not {type(own).__name__}."
+            )
+            continue
+        unknown = sorted(str(key) for key in set(own) - set(providers.PROVIDER_KEYS))
+        if unknown:
+            shared = [key for key in unknown if key in DEFAULTS]
+            text = f"OAUTH_CLIENT['PROVIDERS']['{name}'] has unknown key(s): {', '.join(unknown)}."
+            if shared:
+                text += f" {', '.join(shared)} {'is' if len(shared) == 1 else 'are'} shared by every provider."
+            problems.append(text)
+            continue
+        found.append(Provider(name, dict(own)))
+    if problems:
+        return found, problems
+    try:
+        return list(providers.registry().values()), []
+    except (ConfigurationError, TypeError, ValueError) as exc:
+        return found, [f"OAUTH_CLIENT['PROVIDERS'] is invalid: {exc}."]
+
+
+def checked_providers() -> list[Provider]:
+    return provider_setting_problems()[0]
+
+
+@register(TAG)
+def check_providers_setting(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for problem in provider_setting_problems()[1]:
+        messages.append(
+            Error(
+                problem,
+                hint="OAUTH_CLIENT['PROVIDERS'] maps a name (used in URLs: /oauth/login/<name>/) to that provider's "
+                f"own settings ({', '.join(providers.PROVIDER_KEYS)}); everything else is shared and stays at the "
+                "top level of OAUTH_CLIENT. See docs/configuration.md.",
+                id="oauth_client.E016",
+            )
+        )
+    found = checked_providers()
+    by_uri: dict[str, list[str]] = {}
+    for provider in found:
+        if provider.REDIRECT_URI:
+            by_uri.setdefault(str(provider.REDIRECT_URI), []).append(provider.name)
+    for uri, names in by_uri.items():
+        if len(names) > 1:
+            messages.append(
+                Error(
+                    f"The providers {', '.join(repr(n) for n in names)} share the redirect URI {uri!r}.",
+                    hint="Each provider needs its own redirect URI (its callback, /oauth/callback/<name>/): an "
+                    "authorization response is accepted only at the callback of the provider it came from "
+                    "(mix-up defence, RFC 9700 section 4.4). Leave REDIRECT_URI empty to build it from requests.",
+                    id="oauth_client.E017",
+                )
+            )
+    if oauth_settings.PROVIDERS:
+        user_settings = oauth_settings.user_settings
+        ignored = [key for key in providers.PROVIDER_KEYS if key in user_settings]
+        if ignored:
+            messages.append(
+                Warning(
+                    f"OAUTH_CLIENT['PROVIDERS'] is set, so the top-level OAUTH_CLIENT key(s) {', '.join(ignored)} "
+                    "are ignored.",
+                    hint="Each provider reads these from its own entry in OAUTH_CLIENT['PROVIDERS']: move them "
+                    "there (or remove them).",
+                    id="oauth_client.W017",
+                )
+            )
+    return messages
 
 
 @register(Tags.security, TAG)
@@ -45,52 +174,77 @@ def check_client_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
     # Warnings, not errors: `migrate` must work before the client is registered at the provider
     # (`make run` migrates first, then creates the demo client). `check --deploy` makes them errors (E020).
     messages: list[CheckMessage] = []
-    for number, name in enumerate(("ISSUER", "CLIENT_ID", "CLIENT_SECRET"), start=1):
-        if not getattr(oauth_settings, name):
-            messages.append(
-                Warning(
-                    f"OAUTH_CLIENT['{name}'] is not set.",
-                    hint="Set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or run `make run` for the "
-                    "embedded development provider).",
-                    id=f"oauth_client.W00{number}",
-                )
+    for provider in checked_providers():
+        if is_named(provider):
+            hint = (
+                f"Set {env_name(provider, 'ISSUER')}, {env_name(provider, 'CLIENT_ID')} and "
+                f"{env_name(provider, 'CLIENT_SECRET')} (the client registered at provider '{provider.name}')."
             )
+        else:
+            hint = (
+                "Set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or run `make run` for the embedded "
+                "development provider)."
+            )
+        for number, name in enumerate(("ISSUER", "CLIENT_ID", "CLIENT_SECRET"), start=1):
+            if not getattr(provider, name):
+                messages.append(
+                    Warning(
+                        f"{setting_name(provider, name)} is not set.",
+                        hint=hint,
+                        obj=_obj(provider),
+                        id=f"oauth_client.W00{number}",
+                    )
+                )
     return messages
 
 
 @register(TAG, deploy=True)
 def check_client_settings_deploy(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    missing = [name for name in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET") if not getattr(oauth_settings, name)]
-    if not missing:
-        return []
-    return [
-        Error(
-            f"OAUTH_CLIENT is missing {', '.join(missing)}: nobody can sign in.",
-            hint="Set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET.",
-            id="oauth_client.E020",
+    messages: list[CheckMessage] = []
+    for provider in checked_providers():
+        keys = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")
+        missing = [name for name in keys if not getattr(provider, name)]
+        if not missing:
+            continue
+        if is_named(provider):
+            text = (
+                f"OAUTH_CLIENT['PROVIDERS']['{provider.name}'] is missing {', '.join(missing)}: nobody can sign in "
+                "with this provider."
+            )
+        else:
+            text = f"OAUTH_CLIENT is missing {', '.join(missing)}: nobody can sign in."
+        messages.append(
+            Error(
+                text,
+                hint=f"Set {', '.join(env_name(provider, k) for k in keys[:2])} and {env_name(provider, keys[2])}.",
+                obj=_obj(provider),
+                id="oauth_client.E020",
+            )
         )
-    ]
+    return messages
 
 
-def _requests_offline_access() -> bool:
-    if "offline_access" in oauth_settings.SCOPES:
+def _requests_offline_access(provider: Provider) -> bool:
+    if "offline_access" in provider.SCOPES:
         return True
     # Google's recipe: refresh tokens come from access_type=offline, and it has no offline_access scope.
-    return str(dict(oauth_settings.EXTRA_AUTH_PARAMS).get("access_type", "")) == "offline"
+    return str(dict(provider.EXTRA_AUTH_PARAMS).get("access_type", "")) == "offline"
 
 
 @register(TAG)
 def check_offline_access(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    if _requests_offline_access():
-        return []
     return [
         Warning(
-            "'offline_access' is not in OAUTH_CLIENT['SCOPES']: most providers then issue no refresh token, "
-            "and sessions end when the access token expires.",
-            hint="Add offline_access to OIDC_SCOPES (Auth0, Keycloak, Okta, Entra ID), or for Google set "
-            "OIDC_EXTRA_AUTH_PARAMS='access_type=offline&prompt=consent'. See docs/providers.md.",
+            f"'offline_access' is not in {setting_name(provider, 'SCOPES')}: most providers then issue no refresh "
+            "token, and sessions end when the access token expires.",
+            hint=f"Add offline_access to {env_name(provider, 'SCOPES')} (Auth0, Keycloak, Okta, Entra ID), or for "
+            f"Google set {env_name(provider, 'EXTRA_AUTH_PARAMS')}='access_type=offline&prompt=consent'. See "
+            "docs/providers.md.",
+            obj=_obj(provider),
             id="oauth_client.W004",
         )
+        for provider in checked_providers()
+        if not _requests_offline_access(provider)
     ]
 
 
@@ -99,35 +253,50 @@ def check_https(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     if settings.DEBUG:
         return []
     messages: list[CheckMessage] = []
-    issuer = oauth_settings.ISSUER
+    for provider in checked_providers():
+        messages += _https(provider)
+    return messages
+
+
+def _https(provider: Provider) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    issuer = provider.ISSUER
     if issuer and not is_secure_url(issuer):
         messages.append(
             Error(
-                f"The issuer {issuer!r} is not an https URL.",
+                f"The issuer {issuer!r}{_of(provider)} is not an https URL.",
                 hint="Tokens, codes and the client secret would cross the network in clear text. Use the "
                 "provider's https issuer (http is allowed only for loopback hosts, or with DEBUG on).",
+                obj=_obj(provider),
                 id="oauth_client.E002",
             )
         )
     for name in ("REDIRECT_URI", "POST_LOGOUT_REDIRECT_URI", "REVOCATION_ENDPOINT"):
-        url = getattr(oauth_settings, name)
+        url = getattr(provider, name)
         if url and not is_secure_url(url):
             messages.append(
                 Error(
-                    f"OAUTH_CLIENT['{name}'] {url!r} is not an https URL.",
+                    f"{setting_name(provider, name)} {url!r} is not an https URL.",
                     hint="Use https (http is allowed only for loopback hosts, or with DEBUG on).",
+                    obj=_obj(provider),
                     id="oauth_client.E003",
                 )
             )
     # The provider's own endpoints, as far as they are known without a network call (cached discovery); the
     # client refuses them at run time as well.
-    metadata = discovery.cached_metadata()
+    metadata = discovery.cached_metadata(provider) if issuer else None
     for name in insecure_endpoints(metadata or {}):
+        url = (metadata or {})[name]
+        if is_named(provider):
+            text = f"The {name} {url!r} of provider '{provider.name}' (cached discovery) is not an https URL."
+        else:
+            text = f"The provider's {name} {url!r} (cached discovery) is not an https URL."
         messages.append(
             Error(
-                f"The provider's {name} {(metadata or {})[name]!r} (cached discovery) is not an https URL.",
+                text,
                 hint="The client will not send tokens, codes or the client secret there. Fix the provider's "
                 "configuration (its public URL / proxy headers), or use its https issuer.",
+                obj=_obj(provider),
                 id="oauth_client.E013",
             )
         )
@@ -136,15 +305,18 @@ def check_https(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
 
 @register(Tags.security, TAG, deploy=True)
 def check_redirect_uri_scheme(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
-    if settings.DEBUG or oauth_settings.REDIRECT_URI or getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+    if settings.DEBUG or getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         return []
     return [
         Warning(
-            "The redirect URI is built from each request, and SECURE_PROXY_SSL_HEADER is not set.",
+            f"The redirect URI{_of(provider)} is built from each request, and SECURE_PROXY_SSL_HEADER is not set.",
             hint="Behind a proxy that terminates TLS, Django sees http and sends an http redirect_uri. Set "
-            "SECURE_PROXY_SSL_HEADER, or OAUTH_CLIENT['REDIRECT_URI'] to the exact https callback URL.",
+            f"SECURE_PROXY_SSL_HEADER, or {setting_name(provider, 'REDIRECT_URI')} to the exact https callback URL.",
+            obj=_obj(provider),
             id="oauth_client.W005",
         )
+        for provider in checked_providers()
+        if not provider.REDIRECT_URI
     ]
 
 
@@ -309,23 +481,26 @@ def check_setting_values(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 id="oauth_client.W010",
             )
         )
-    method = oauth_settings.TOKEN_AUTH_METHOD
-    if method and method not in ("client_secret_basic", "client_secret_post"):
-        messages.append(
-            Error(
-                f"OAUTH_CLIENT['TOKEN_AUTH_METHOD'] {method!r} is not supported.",
-                hint="Use client_secret_basic or client_secret_post, or leave it empty to use what the provider "
-                "advertises.",
-                id="oauth_client.E008",
+    for provider in checked_providers():
+        method = provider.TOKEN_AUTH_METHOD
+        if method and method not in ("client_secret_basic", "client_secret_post"):
+            messages.append(
+                Error(
+                    f"{setting_name(provider, 'TOKEN_AUTH_METHOD')} {method!r} is not supported.",
+                    hint="Use client_secret_basic or client_secret_post, or leave it empty to use what the provider "
+                    "advertises.",
+                    obj=_obj(provider),
+                    id="oauth_client.E008",
+                )
             )
-        )
-    if str(oauth_settings.END_SESSION_METHOD).upper() not in ("GET", "POST"):
-        messages.append(
-            Error(
-                "OAUTH_CLIENT['END_SESSION_METHOD'] must be 'GET' or 'POST'.",
-                id="oauth_client.E009",
+        if str(provider.END_SESSION_METHOD).upper() not in ("GET", "POST"):
+            messages.append(
+                Error(
+                    f"{setting_name(provider, 'END_SESSION_METHOD')} must be 'GET' or 'POST'.",
+                    obj=_obj(provider),
+                    id="oauth_client.E009",
+                )
             )
-        )
     for key in oauth_settings.ENCRYPTION_KEYS:
         try:
             Fernet(key)

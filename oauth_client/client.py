@@ -17,7 +17,6 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 
 from oauth_client import http
-from oauth_client.conf import oauth_settings
 from oauth_client.discovery import get_metadata
 from oauth_client.exceptions import (
     ConfigurationError,
@@ -26,6 +25,7 @@ from oauth_client.exceptions import (
     InvalidResponse,
     ProviderError,
 )
+from oauth_client.providers import Provider
 
 logger = logging.getLogger("oauth_client.client")
 
@@ -43,13 +43,13 @@ class ClientSecretBasic(requests.auth.AuthBase):
         return requests.auth.HTTPBasicAuth(quote(self.client_id, safe=""), quote(self.client_secret, safe=""))(r)
 
 
-def auth_method(metadata: dict[str, Any] | None = None) -> str:
-    configured = oauth_settings.TOKEN_AUTH_METHOD
+def auth_method(provider: Provider, metadata: dict[str, Any] | None = None) -> str:
+    configured = provider.TOKEN_AUTH_METHOD
     if configured:
         if configured not in SUPPORTED_AUTH_METHODS:
             raise ConfigurationError(f"unsupported TOKEN_AUTH_METHOD {configured!r}")
         return str(configured)
-    metadata = metadata if metadata is not None else get_metadata()
+    metadata = metadata if metadata is not None else get_metadata(provider)
     # Discovery §3: absent means client_secret_basic.
     advertised = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     for method in advertised:
@@ -146,21 +146,21 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
 
 @sensitive_variables()
 def _authenticate(
-    metadata: dict[str, Any], form: dict[str, str]
+    provider: Provider, metadata: dict[str, Any], form: dict[str, str]
 ) -> tuple[dict[str, str], requests.auth.AuthBase | None]:
     """Client authentication for the token and revocation endpoints: (form to send, auth to use)."""
-    client_id, secret = oauth_settings.CLIENT_ID, oauth_settings.CLIENT_SECRET
+    client_id, secret = provider.CLIENT_ID, provider.CLIENT_SECRET
     if not client_id or not secret:
-        raise ConfigurationError("OAUTH_CLIENT CLIENT_ID and CLIENT_SECRET are required (confidential client)")
-    if auth_method(metadata) == "client_secret_basic":
+        raise ConfigurationError(f"provider {provider.name!r}: CLIENT_ID and CLIENT_SECRET are required")
+    if auth_method(provider, metadata) == "client_secret_basic":
         return form, ClientSecretBasic(client_id, secret)
     return {**form, "client_id": client_id, "client_secret": secret}, None
 
 
 @sensitive_variables()
-def _token_request(form: dict[str, str], *, idempotent: bool) -> TokenResponse:
-    metadata = get_metadata()
-    form, auth = _authenticate(metadata, form)
+def _token_request(provider: Provider, form: dict[str, str], *, idempotent: bool) -> TokenResponse:
+    metadata = get_metadata(provider)
+    form, auth = _authenticate(provider, metadata, form)
     resp = http.request(
         "POST",
         metadata["token_endpoint"],
@@ -174,9 +174,10 @@ def _token_request(form: dict[str, str], *, idempotent: bool) -> TokenResponse:
 
 
 @sensitive_variables()
-def exchange_code(code: str, redirect_uri: str, code_verifier: str) -> TokenResponse:
+def exchange_code(provider: Provider, code: str, redirect_uri: str, code_verifier: str) -> TokenResponse:
     # A code is single-use: once the provider may have seen it, a retry can only fail.
     return _token_request(
+        provider,
         {
             "grant_type": "authorization_code",
             "code": code,
@@ -188,19 +189,20 @@ def exchange_code(code: str, redirect_uri: str, code_verifier: str) -> TokenResp
 
 
 @sensitive_variables()
-def refresh(refresh_token: str) -> TokenResponse:
+def refresh(provider: Provider, refresh_token: str) -> TokenResponse:
     # No scope/audience parameter: the refreshed grant keeps what the user consented to, never wider.
-    return _token_request({"grant_type": "refresh_token", "refresh_token": refresh_token}, idempotent=False)
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return _token_request(provider, form, idempotent=False)
 
 
 @sensitive_variables()
-def revoke(token: str, token_type_hint: str = "refresh_token") -> bool:
+def revoke(provider: Provider, token: str, token_type_hint: str = "refresh_token") -> bool:
     """RFC 7009 revocation. Returns False when the provider has no revocation endpoint."""
-    metadata = get_metadata()
+    metadata = get_metadata(provider)
     endpoint = metadata.get("revocation_endpoint")
     if not endpoint:
         return False
-    form, auth = _authenticate(metadata, {"token": token, "token_type_hint": token_type_hint})
+    form, auth = _authenticate(provider, metadata, {"token": token, "token_type_hint": token_type_hint})
     resp = http.request("POST", endpoint, data=form, auth=auth, what="revocation endpoint")
     if resp.status != 200:
         raise _error_from(resp)
@@ -208,8 +210,8 @@ def revoke(token: str, token_type_hint: str = "refresh_token") -> bool:
 
 
 @sensitive_variables()
-def userinfo(access_token: str) -> dict[str, Any]:
-    endpoint = get_metadata().get("userinfo_endpoint")
+def userinfo(provider: Provider, access_token: str) -> dict[str, Any]:
+    endpoint = get_metadata(provider).get("userinfo_endpoint")
     if not endpoint:
         return {}
     resp = http.request(

@@ -30,6 +30,11 @@ DEFAULTS: dict[str, Any] = {
     # "GET" for providers that only accept a query string.
     "END_SESSION_METHOD": "POST",
     "FETCH_USERINFO": True,
+    # Shown on the "Sign in with …" button; "" = the provider's name.
+    "LABEL": "",
+    # Several providers at once: {"name": {per-provider keys above}, ...} (oauth_client.providers). Empty = one
+    # provider named "default", configured by the keys above.
+    "PROVIDERS": {},
     # Token validation.
     "ALLOWED_ALGORITHMS": [
         "RS256",
@@ -118,8 +123,9 @@ oauth_settings = OAuthClientSettings()
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == "OAUTH_CLIENT":
         oauth_settings.reload()
-        from oauth_client import discovery
+        from oauth_client import discovery, providers
 
+        providers.reset()
         discovery.clear_cache()
 
 

@@ -1,5 +1,6 @@
 """The checks behind `manage.py oidc_doctor`: is this provider set up so that sign-in works and refresh tokens
-are issued? Each check is one line with a status and, when something is wrong, the fix.
+are issued? Each check is one line with a status and, when something is wrong, the fix. One report per provider
+(`run(provider=...)`); the command runs it for every configured provider, or the one named by --provider.
 
 Network calls go through `oauth_client.http` (timeouts, retries, size limits); the discovery document is read
 raw, not through the cache, so a wrong issuer is reported instead of raised.
@@ -17,11 +18,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks as django_checks
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 from jwcrypto import jwk
 
-from oauth_client import client, discovery, http, views
-from oauth_client.checks import TAG
+from oauth_client import client, discovery, http, providers, views
+from oauth_client.checks import TAG, env_name, is_named, setting_name
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
     ConfigurationError,
@@ -32,6 +33,7 @@ from oauth_client.exceptions import (
     ProviderError,
     ProviderFailure,
 )
+from oauth_client.providers import Provider
 from oauth_client.redaction import mask
 from oauth_client.urls_policy import insecure_endpoints, is_secure_url
 from oauth_client.validation import _KTY_FOR_ALG_PREFIX
@@ -49,10 +51,12 @@ class Finding:
 
 @dataclass
 class Report:
+    provider: Provider
     issuer: str
     client_id: str
     client_secret: str  # masked
     redirect_uri: str = ""
+    backchannel_logout_uri: str = ""
     findings: list[Finding] = field(default_factory=list)
     authorize_url: str = ""
     code_verifier: str = ""
@@ -71,10 +75,12 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "provider": self.provider.name,
             "issuer": self.issuer,
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "redirect_uri": self.redirect_uri,
+            "backchannel_logout_uri": self.backchannel_logout_uri,
             "checks": [asdict(f) for f in self.findings],
             "authorize_url": self.authorize_url,
             "code_verifier": self.code_verifier,
@@ -92,17 +98,21 @@ def default_site_url() -> str:
     return "https://example.com"
 
 
-def run(site_url: str | None = None, *, probe_token_endpoint: bool = True) -> Report:
+def run(site_url: str | None = None, *, provider: Provider | None = None, probe_token_endpoint: bool = True) -> Report:
+    """The doctor's report for `provider` (None: the site's only provider, or the one named "default")."""
+    provider = provider if provider is not None else providers.get()
     report = Report(
-        issuer=oauth_settings.ISSUER,
-        client_id=oauth_settings.CLIENT_ID,
+        provider=provider,
+        issuer=provider.ISSUER,
+        client_id=provider.CLIENT_ID,
         # The first three characters, as Auth0's guides show secrets; a secret shorter than 12 fully masked.
-        client_secret=mask(oauth_settings.CLIENT_SECRET, show=3, min_length=12, empty="(not set)"),
+        client_secret=mask(provider.CLIENT_SECRET, show=3, min_length=12, empty="(not set)"),
     )
     _system_checks(report)
     _settings(report)
     _redirect_uri(report, site_url)
-    if not oauth_settings.ISSUER:
+    _backchannel_logout_uri(report, site_url)
+    if not provider.ISSUER:
         return report
     metadata = _discovery(report)
     if metadata is None:
@@ -128,34 +138,37 @@ def _system_checks(report: Report) -> None:
         # Reported by the doctor's own checks, with more detail: _settings (W001-W003), _offline_access (W004).
         if message.is_silenced() or message.id in _COVERED_CHECKS:
             continue
+        # Another provider's (the per-provider checks carry theirs as obj); the site-wide ones go in every report.
+        if isinstance(message.obj, Provider) and message.obj.name != report.provider.name:
+            continue
         status = FAIL if message.level >= django_checks.ERROR else WARN
         report.add(f"check:{message.id}", status, f"{message.id}: {message.msg}", message.hint or "")
 
 
 def _settings(report: Report) -> None:
-    for name, env in (
-        ("ISSUER", "OIDC_ISSUER"),
-        ("CLIENT_ID", "OIDC_CLIENT_ID"),
-        ("CLIENT_SECRET", "OIDC_CLIENT_SECRET"),
-    ):
-        if not getattr(oauth_settings, name):
+    provider = report.provider
+    for name in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET"):
+        if not getattr(provider, name):
             report.add(
                 f"setting:{name}",
                 FAIL,
-                f"OAUTH_CLIENT['{name}'] is not set",
-                f"Set {env} (the values from the client registered at the provider).",
+                f"{setting_name(provider, name)} is not set",
+                f"Set {env_name(provider, name)} (the values from the client registered at the provider).",
             )
-    if oauth_settings.CLIENT_SECRET:
-        report.add("setting:secret", OK, f"client {oauth_settings.CLIENT_ID!r}, secret {report.client_secret}")
+    if provider.CLIENT_SECRET:
+        report.add("setting:secret", OK, f"client {provider.CLIENT_ID!r}, secret {report.client_secret}")
 
 
 def _redirect_uri(report: Report, site_url: str | None) -> None:
-    if oauth_settings.REDIRECT_URI:
-        uri, origin = oauth_settings.REDIRECT_URI, "OAUTH_CLIENT['REDIRECT_URI']"
+    """The redirect URI the site sends for this provider (views.redirect_uri): its REDIRECT_URI, or its callback
+    (/oauth/callback/, or /oauth/callback/<name>/ with several providers) on the site's URL."""
+    provider = report.provider
+    if provider.REDIRECT_URI:
+        uri, origin = str(provider.REDIRECT_URI), setting_name(provider, "REDIRECT_URI")
     else:
         base = (site_url or default_site_url()).rstrip("/")
         try:
-            uri = base + reverse("oauth_client:callback")
+            uri = base + views.provider_url("callback", provider)
         except NoReverseMatch:
             report.add(
                 "redirect_uri",
@@ -183,11 +196,35 @@ def _redirect_uri(report: Report, site_url: str | None) -> None:
         )
 
 
+def _backchannel_logout_uri(report: Report, site_url: str | None) -> None:
+    """The back-channel logout URI to register at the provider (if it supports back-channel logout): this
+    provider's own (/oauth/backchannel-logout/<name>/ with several), on --site-url, else on the redirect URI's
+    origin. Shown as a line for providers from OAUTH_CLIENT["PROVIDERS"], where each needs its own."""
+    provider = report.provider
+    if site_url or not provider.REDIRECT_URI:
+        base = (site_url or default_site_url()).rstrip("/")
+    else:
+        parts = urlsplit(str(provider.REDIRECT_URI))
+        base = f"{parts.scheme}://{parts.netloc}"
+    try:
+        report.backchannel_logout_uri = base + views.provider_url("backchannel_logout", provider)
+    except NoReverseMatch:
+        return
+    if is_named(provider):
+        report.add(
+            "backchannel_logout_uri",
+            INFO,
+            f"back-channel logout URI of provider '{provider.name}': {report.backchannel_logout_uri} (register it "
+            "at the provider if it supports back-channel logout)",
+        )
+
+
 def _discovery(report: Report) -> dict[str, Any] | None:
-    issuer = oauth_settings.ISSUER
+    issuer = report.provider.ISSUER
+    env = env_name(report.provider, "ISSUER")
     url = discovery.discovery_url(issuer)
     fix_issuer = (
-        "Check OIDC_ISSUER: it is the URL before /.well-known/openid-configuration, e.g. https://TENANT.auth0.com/, "
+        f"Check {env}: it is the URL before /.well-known/openid-configuration, e.g. https://TENANT.auth0.com/, "
         "https://HOST/realms/REALM, https://TENANT.okta.com/oauth2/default, "
         "https://login.microsoftonline.com/TENANT_ID/v2.0, https://accounts.google.com (docs/providers.md)."
     )
@@ -217,7 +254,7 @@ def _discovery(report: Report) -> dict[str, Any] | None:
             "issuer",
             FAIL,
             f"the provider's issuer is {advertised!r}, configured {issuer!r}",
-            f"Set OIDC_ISSUER to exactly {advertised!r}: ID tokens are checked against it.",
+            f"Set {env} to exactly {advertised!r}: ID tokens are checked against it.",
         )
     _clock(report, resp.headers.get("Date"), (started + finished) / 2, finished - started)
     return data
@@ -260,11 +297,13 @@ def _endpoints(report: Report, metadata: dict[str, Any]) -> None:
         else:
             report.add(f"endpoint:{name}", FAIL, f"{name} is missing from discovery", "This provider cannot be used.")
     revocation = metadata.get("revocation_endpoint")
-    if oauth_settings.REVOCATION_ENDPOINT:
+    provider = report.provider
+    if provider.REVOCATION_ENDPOINT:
         report.add(
             "endpoint:revocation_endpoint",
             OK,
-            f"revocation_endpoint: {oauth_settings.REVOCATION_ENDPOINT} (from OAUTH_CLIENT['REVOCATION_ENDPOINT'])",
+            f"revocation_endpoint: {provider.REVOCATION_ENDPOINT} "
+            f"(from {setting_name(provider, 'REVOCATION_ENDPOINT')})",
         )
     elif revocation:
         report.add("endpoint:revocation_endpoint", OK, f"revocation_endpoint: {revocation}")
@@ -273,7 +312,8 @@ def _endpoints(report: Report, metadata: dict[str, Any]) -> None:
             "endpoint:revocation_endpoint",
             WARN,
             "no revocation_endpoint: sign-out cannot revoke the refresh token at the provider",
-            "If the provider has an RFC 7009 endpoint it does not advertise, set OIDC_REVOCATION_ENDPOINT.",
+            "If the provider has an RFC 7009 endpoint it does not advertise, set "
+            f"{env_name(provider, 'REVOCATION_ENDPOINT')}.",
         )
     end_session = metadata.get("end_session_endpoint")
     if end_session:
@@ -307,9 +347,11 @@ def _refresh_grant(report: Report, metadata: dict[str, Any]) -> None:
 
 
 def _offline_access(report: Report, metadata: dict[str, Any]) -> None:
-    scopes = list(oauth_settings.SCOPES)
+    provider = report.provider
+    scopes = list(provider.SCOPES)
     supported = metadata.get("scopes_supported")
-    extra = {str(k): str(v) for k, v in dict(oauth_settings.EXTRA_AUTH_PARAMS).items()}
+    extra = {str(k): str(v) for k, v in dict(provider.EXTRA_AUTH_PARAMS).items()}
+    scopes_env, extra_env = env_name(provider, "SCOPES"), env_name(provider, "EXTRA_AUTH_PARAMS")
     if "offline_access" in scopes:
         if not isinstance(supported, list):
             report.add("offline_access", INFO, "offline_access requested; scopes_supported is not advertised")
@@ -321,8 +363,7 @@ def _offline_access(report: Report, metadata: dict[str, Any]) -> None:
                 FAIL,
                 "offline_access is requested but not in the provider's scopes_supported",
                 "This provider asks for refresh tokens differently: see its recipe in docs/providers.md (Google: "
-                "remove offline_access from OIDC_SCOPES, set OIDC_EXTRA_AUTH_PARAMS='access_type=offline&"
-                "prompt=consent').",
+                f"remove offline_access from {scopes_env}, set {extra_env}='access_type=offline&prompt=consent').",
             )
     elif extra.get("access_type") == "offline":
         if extra.get("prompt") == "consent":
@@ -332,7 +373,7 @@ def _offline_access(report: Report, metadata: dict[str, Any]) -> None:
                 "offline_access",
                 WARN,
                 "access_type=offline without prompt=consent: Google issues a refresh token only at the first consent",
-                "Set OIDC_EXTRA_AUTH_PARAMS='access_type=offline&prompt=consent'.",
+                f"Set {extra_env}='access_type=offline&prompt=consent'.",
             )
     else:
         report.add(
@@ -340,15 +381,15 @@ def _offline_access(report: Report, metadata: dict[str, Any]) -> None:
             FAIL,
             f"offline_access is not in the requested scopes ({' '.join(scopes)}): most providers issue no "
             "refresh token without it",
-            "Add offline_access to OIDC_SCOPES (for Google: OIDC_EXTRA_AUTH_PARAMS='access_type=offline&"
-            "prompt=consent' instead).",
+            f"Add offline_access to {scopes_env} (for Google: {extra_env}='access_type=offline&prompt=consent' "
+            "instead).",
         )
 
 
 def _auth_method(report: Report, metadata: dict[str, Any]) -> None:
     advertised = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     try:
-        method = client.auth_method(metadata)
+        method = client.auth_method(report.provider, metadata)
     except ConfigurationError as exc:
         report.add(
             "auth_method",
@@ -364,23 +405,24 @@ def _auth_method(report: Report, metadata: dict[str, Any]) -> None:
             "auth_method",
             FAIL,
             f"client authentication {method} is not in the provider's {advertised}",
-            "Set OIDC_TOKEN_AUTH_METHOD to the method the client is registered with at the provider, or leave it "
-            "empty to follow discovery.",
+            f"Set {env_name(report.provider, 'TOKEN_AUTH_METHOD')} to the method the client is registered with at "
+            "the provider, or leave it empty to follow discovery.",
         )
 
 
 def _client_credentials(report: Report, metadata: dict[str, Any]) -> None:
     """Present a made-up refresh token: a provider authenticates the client before it looks at the grant, so
     invalid_grant means the client id and secret were accepted, and nothing real was touched."""
-    issuer_ok = str(metadata.get("issuer", "")).rstrip("/") == oauth_settings.ISSUER.rstrip("/")
-    if not (issuer_ok and oauth_settings.CLIENT_ID and oauth_settings.CLIENT_SECRET):
+    provider = report.provider
+    issuer_ok = str(metadata.get("issuer", "")).rstrip("/") == provider.ISSUER.rstrip("/")
+    if not (issuer_ok and provider.CLIENT_ID and provider.CLIENT_SECRET):
         return
     fix_credentials = (
-        "Check OIDC_CLIENT_ID and OIDC_CLIENT_SECRET, and that OIDC_TOKEN_AUTH_METHOD matches the method the "
-        "client is registered with at the provider."
+        f"Check {env_name(provider, 'CLIENT_ID')} and {env_name(provider, 'CLIENT_SECRET')}, and that "
+        f"{env_name(provider, 'TOKEN_AUTH_METHOD')} matches the method the client is registered with at the provider."
     )
     try:
-        client.refresh("oidc-doctor-probe-" + secrets.token_urlsafe(16))
+        client.refresh(provider, "oidc-doctor-probe-" + secrets.token_urlsafe(16))
     except InvalidGrant:
         report.add("client_auth", OK, "the token endpoint accepted the client credentials (probe: invalid_grant)")
         return
@@ -426,7 +468,7 @@ def _jwks(report: Report, metadata: dict[str, Any]) -> None:
     uri = metadata.get("jwks_uri")
     if not isinstance(uri, str) or not uri:
         return
-    allowed = list(oauth_settings.ALLOWED_ALGORITHMS)
+    allowed = list(report.provider.ALLOWED_ALGORITHMS)
     advertised = metadata.get("id_token_signing_alg_values_supported")
     algs = [a for a in advertised if a in allowed] if isinstance(advertised, list) else allowed
     if isinstance(advertised, list) and not algs:
@@ -435,7 +477,7 @@ def _jwks(report: Report, metadata: dict[str, Any]) -> None:
             FAIL,
             f"the provider signs ID tokens with {advertised}, none of which is allowed here",
             "Configure the client at the provider to sign ID tokens with RS256 (or another asymmetric algorithm "
-            "in OAUTH_CLIENT['ALLOWED_ALGORITHMS']); symmetric HS256 is refused.",
+            f"in {setting_name(report.provider, 'ALLOWED_ALGORITHMS')}); symmetric HS256 is refused.",
         )
         return
     try:
@@ -470,16 +512,16 @@ def _jwks(report: Report, metadata: dict[str, Any]) -> None:
         )
 
 
-def _curl(endpoint: str, method: str, form: list[tuple[str, str]], secret: str) -> str:
+def _curl(endpoint: str, method: str, form: list[tuple[str, str]], client_id: str, secret: str) -> str:
     """`secret`: the client secret as masked for the report."""
     lines = [
         f"curl --request POST --url {shlex.quote(endpoint)}",
         "  --header 'content-type: application/x-www-form-urlencoded'",
     ]
     if method == "client_secret_basic":
-        lines.append(f"  --user {shlex.quote(f'{oauth_settings.CLIENT_ID}:{secret}')}")
+        lines.append(f"  --user {shlex.quote(f'{client_id}:{secret}')}")
     else:
-        form = [*form, ("client_id", oauth_settings.CLIENT_ID), ("client_secret", secret)]
+        form = [*form, ("client_id", client_id), ("client_secret", secret)]
     lines += [f"  --data-urlencode {shlex.quote(f'{name}={value}')}" for name, value in form]
     return " \\\n".join(lines)
 
@@ -489,14 +531,14 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
     if not report.redirect_uri or not isinstance(metadata.get("authorization_endpoint"), str):
         return
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64)
-    params = views.authorization_params(report.redirect_uri, state, nonce, verifier)
+    params = views.authorization_params(report.provider, report.redirect_uri, state, nonce, verifier)
     report.authorize_url = views.with_query(metadata["authorization_endpoint"], params)
     report.code_verifier = verifier
     token_endpoint = metadata.get("token_endpoint")
     if not isinstance(token_endpoint, str):
         return
     try:
-        method = client.auth_method(metadata)
+        method = client.auth_method(report.provider, metadata)
     except ConfigurationError:
         method = "client_secret_basic"
     report.curl_code_exchange = _curl(
@@ -508,11 +550,13 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
             ("redirect_uri", report.redirect_uri),
             ("code_verifier", verifier),
         ],
+        report.client_id,
         report.client_secret,
     )
     report.curl_refresh = _curl(
         token_endpoint,
         method,
         [("grant_type", "refresh_token"), ("refresh_token", "YOUR_REFRESH_TOKEN")],
+        report.client_id,
         report.client_secret,
     )

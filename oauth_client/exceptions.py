@@ -38,6 +38,13 @@ class ConfigurationError(ProviderFailure):
     """The client or provider is misconfigured (missing settings, unusable discovery document)."""
 
 
+class ProviderNotConfigured(ConfigurationError):
+    """A session's provider is no longer in the settings (or now names another issuer): its tokens cannot be used
+    with any configured client, so the session ends (no retry can help)."""
+
+    retryable = False
+
+
 class TransientProviderError(ProviderFailure):
     """The provider could not be reached or answered with a temporary failure; worth retrying later."""
 
@@ -102,6 +109,7 @@ class EndReason(models.TextChoices):
     BACKCHANNEL = "backchannel", _("Back-channel logout from the provider")
     EXPIRED = "expired", _("Expired")
     SESSION_GONE = "session_gone", _("Browser session ended")
+    PROVIDER_GONE = "provider_gone", _("Provider no longer configured")
 
 
 class ReauthenticationRequired(OAuthClientError):

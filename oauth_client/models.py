@@ -87,6 +87,9 @@ class OAuthSession(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oauth_sessions")
+    # The configured provider (oauth_client.providers) whose tokens these are: refresh, revocation, userinfo and
+    # logout use its endpoints and client credentials.
+    provider = models.CharField(_("provider"), max_length=64, default="default")
     issuer = models.CharField(_("issuer"), max_length=255)
     subject = models.CharField(_("subject"), max_length=255)
     sid = models.CharField(_("provider session id"), max_length=255, blank=True, db_index=True)

@@ -119,8 +119,10 @@ def _drain(
         if not rows:
             return total
         total += len(rows)
+        token_store = store.token_store()
         for record in rows:
-            if store.token_store().revoke_tokens(record.refresh_token, record.access_token):
+            provider = token_store.provider_of(record)
+            if token_store.revoke_tokens(provider, record.refresh_token, record.access_token):
                 result.revocations_confirmed += 1
             if reason is not None:
                 record.ended_at, record.ended_reason, record.ended_by = now, reason, "prune"

@@ -34,7 +34,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import client, discovery, signals
+from oauth_client import client, discovery, providers, signals
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
@@ -42,11 +42,13 @@ from oauth_client.exceptions import (
     InvalidClient,
     InvalidGrant,
     ProviderFailure,
+    ProviderNotConfigured,
     ReauthenticationRequired,
     SubjectChanged,
     TokenRefreshUnavailable,
 )
 from oauth_client.models import OAuthSession, refresh_margin
+from oauth_client.providers import Provider
 from oauth_client.validation import validate_refreshed_id_token
 
 logger = logging.getLogger("oauth_client.store")
@@ -78,6 +80,11 @@ class TokenSet:
     has_refresh_token: bool
     # When the next refresh falls due (OAuthSession.refresh_due_at); None for a snapshot not read from a record.
     refresh_due_at: datetime | None = None
+    # The name of the provider the session signed in with (oauth_client.providers), and what people call it: its
+    # LABEL, or its issuer if it is no longer configured. `several_providers`: whether the site has more than one.
+    provider: str = providers.DEFAULT
+    provider_label: str = ""
+    several_providers: bool = False
 
     @property
     def expires_at(self) -> datetime:
@@ -99,7 +106,24 @@ class TokenSet:
             last_refreshed_at=record.last_refreshed_at,
             has_refresh_token=record.has_refresh_token,
             refresh_due_at=record.refresh_due_at,
+            provider=record.provider,
+            provider_label=_provider_label(record),
+            several_providers=_several_providers(),
         )
+
+
+def _provider_label(record: OAuthSession) -> str:
+    try:
+        return providers.for_record(record).label
+    except ProviderFailure:
+        return record.issuer
+
+
+def _several_providers() -> bool:
+    try:
+        return providers.several()
+    except ProviderFailure:
+        return False
 
 
 def _expiry(seconds: int | None, now: datetime) -> datetime | None:
@@ -158,6 +182,7 @@ class RefreshAttempt:
     using: str
     force_since: datetime | None
     previous_version: int = 0
+    provider: Provider | None = None  # the record's provider, resolved first
     current: OAuthSession | None = None  # the locked, re-read record
     tokens: TokenResponse | None = None  # the provider's 200, once it answered: its refresh token must not be lost
     outcome: Exception | None = None  # raised once the transaction is over (the session ended, or kept unrefreshed)
@@ -303,19 +328,22 @@ class TokenStore:
         tokens: TokenResponse,
         claims: Mapping[str, Any],
         userinfo: Mapping[str, Any] | None = None,
+        provider: Provider | None = None,
     ) -> OAuthSession:
         """Store the tokens of a fresh sign-in for this (already logged-in, key-cycled) session."""
+        provider = provider or providers.get()
         now = timezone.now()
         if request.session.session_key is None:
             request.session.save()
         record = self.model(
             user=user,
+            provider=provider.name,
             issuer=str(claims["iss"]),
             subject=str(claims["sub"]),
             session_key=request.session.session_key or "",
             created_at=now,
             last_seen_at=now,
-            scope=tokens.scope or " ".join(oauth_settings.SCOPES),
+            scope=tokens.scope or " ".join(provider.SCOPES),
             userinfo=dict(userinfo or {}),
             client_ip=request.META.get("REMOTE_ADDR") or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
@@ -402,7 +430,19 @@ class TokenStore:
             previous_version=record.version,
         )
         try:
-            self.prepare()
+            attempt.provider = providers.for_record(record)
+        except ProviderNotConfigured as exc:
+            # No configured client may use these tokens (and no retry can change that): end the session here, with
+            # no call to any provider, rather than answer 503 until someone edits the settings.
+            logger.warning("session ended: %s", exc)
+            self.end(record, EndReason.PROVIDER_GONE, revoke=False, delete_session=False)
+            raise ReauthenticationRequired(EndReason.PROVIDER_GONE) from None
+        except ProviderFailure as exc:  # an unusable PROVIDERS setting (check E016): keep the session
+            self.unavailable(attempt, exc, "token refresh impossible")
+            assert attempt.outcome is not None
+            raise attempt.outcome from None
+        try:
+            self.prepare(attempt.provider)
             with transaction.atomic(using=attempt.using):
                 current = attempt.current = self.lock(attempt)
                 if not self.is_due(current, timezone.now(), force_since):
@@ -418,18 +458,18 @@ class TokenStore:
             self.database_failed(attempt, exc)
         else:
             if attempt.refused is not None:
-                self.revoke_tokens(attempt.refused.refresh_token or "", attempt.refused.access_token)
+                self.revoke_tokens(attempt.provider, attempt.refused.refresh_token or "", attempt.refused.access_token)
             if attempt.unusable is not None:
                 self.unavailable(attempt, attempt.unusable, "token refresh answer not usable now, refresh token kept")
         if attempt.outcome is not None:
             raise attempt.outcome
         return attempt.current or record
 
-    def prepare(self) -> None:
+    def prepare(self, provider: Provider) -> None:
         """Fetch what validating the answer needs before taking the lock: no fetch under the lock can then fail
         after the provider rotated the refresh token."""
-        discovery.get_metadata()
-        discovery.get_jwks()
+        discovery.get_metadata(provider)
+        discovery.get_jwks(provider)
 
     def lock(self, attempt: RefreshAttempt) -> OAuthSession:
         """Take the record's row lock and re-read it; an ended record raises `ReauthenticationRequired`."""
@@ -463,7 +503,8 @@ class TokenStore:
             self.end_locked(attempt, EndReason.NO_REFRESH_TOKEN, ReauthenticationRequired(EndReason.NO_REFRESH_TOKEN))
             return None
         try:
-            attempt.tokens = client.refresh(current.refresh_token)
+            assert attempt.provider is not None
+            attempt.tokens = client.refresh(attempt.provider, current.refresh_token)
         except InvalidGrant as exc:
             self.end_locked(attempt, EndReason.REFRESH_REJECTED, exc)
             return None
@@ -474,10 +515,10 @@ class TokenStore:
         """Validate the answer and write it, versioned. From here on the provider may have rotated the refresh
         token, so every way out stores it: a refused answer ends the session (and is revoked after the commit), an
         answer that cannot be used now keeps the new refresh token alone."""
-        current = attempt.current
-        assert current is not None
+        current, provider = attempt.current, attempt.provider
+        assert current is not None and provider is not None
         try:
-            claims = validate_refreshed_id_token(tokens.id_token, current.claims) if tokens.id_token else None
+            claims = validate_refreshed_id_token(provider, tokens.id_token, current.claims) if tokens.id_token else None
         except ProviderFailure as exc:
             if exc.retryable:
                 # E.g. the ID token names a key the JWKS cannot give us right now, or a clock is wrong (ours or the
@@ -548,7 +589,7 @@ class TokenStore:
             message = "token refresh not stored; new refresh token kept"  # i18n: ignore - log
         elif attempt.refused is not None:
             # A response refused for good, and ending the session failed: at least do not leave its token alive.
-            self.revoke_tokens(attempt.refused.refresh_token or "", attempt.refused.access_token)
+            self.revoke_tokens(attempt.provider, attempt.refused.refresh_token or "", attempt.refused.access_token)
             message = "token refresh refused; the session could not be ended"  # i18n: ignore - log
         else:
             # PostgreSQL lock_timeout, SQLite "database is locked": another refresh is taking too long.
@@ -637,20 +678,29 @@ class TokenStore:
                 return None
             refresh_token, access_token = current.refresh_token, current.access_token
             self._end(current, reason, using, ended_by)
-        revoked = self.revoke_tokens(refresh_token, access_token) if revoke else False
+        revoked = self.revoke_tokens(self.provider_of(current), refresh_token, access_token) if revoke else False
         if delete_session and current.session_key:
             session_store(current.session_key).delete()
         signals.oauth_session_ended.send(self.model, record=current, reason=reason, ended_by=ended_by)
         return revoked
 
+    def provider_of(self, record: OAuthSession) -> Provider | None:
+        """The record's provider, or None (logged) if it is no longer configured."""
+        try:
+            return providers.for_record(record)
+        except ProviderFailure as exc:
+            logger.warning("%s", exc)
+            return None
+
     @sensitive_variables()
-    def revoke_tokens(self, refresh_token: str, access_token: str = "") -> bool:
-        """Best-effort RFC 7009 revocation; failures are logged, never raised (the local session ends anyway)."""
+    def revoke_tokens(self, provider: Provider | None, refresh_token: str, access_token: str = "") -> bool:
+        """Best-effort RFC 7009 revocation at `provider`; failures are logged, never raised (the local session ends
+        anyway)."""
         token, hint = (refresh_token, "refresh_token") if refresh_token else (access_token, "access_token")
-        if not token:
+        if not token or provider is None:
             return False
         try:
-            return client.revoke(token, hint)
+            return client.revoke(provider, token, hint)
         except ProviderFailure as exc:
             logger.warning("token revocation failed (%s): %s", type(exc).__name__, exc)
             return False

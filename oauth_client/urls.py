@@ -5,9 +5,14 @@ from oauth_client.backchannel import BackchannelLogoutView
 
 app_name = "oauth_client"
 
+# Each provider has its own URLs (/login/<name>/, /callback/<name>/, /backchannel-logout/<name>/); the short forms
+# serve a site's only provider, or the one named "default" ("login/" shows a chooser when there are several).
 urlpatterns = [
-    path("login/", views.LoginView.as_view(), name="login"),
+    path("login/", views.login_view, name="login"),
+    path("login/<slug:provider>/", views.login_view, name="login"),
     path("callback/", views.CallbackView.as_view(), name="callback"),
+    path("callback/<slug:provider>/", views.CallbackView.as_view(), name="callback"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("backchannel-logout/", BackchannelLogoutView.as_view(), name="backchannel_logout"),
+    path("backchannel-logout/<slug:provider>/", BackchannelLogoutView.as_view(), name="backchannel_logout"),
 ]

@@ -20,8 +20,9 @@ from django.utils.translation import ngettext
 from django.views import View
 from django.views.decorators.cache import never_cache
 
-from oauth_client import responses, store
+from oauth_client import providers, responses, store
 from oauth_client.decorators import oauth_login_required
+from oauth_client.exceptions import ConfigurationError
 from oauth_client.humanize import describe, relative
 from oauth_client.models import OAuthSession
 from oauth_client.redaction import TOKEN_FIELDS
@@ -38,6 +39,8 @@ class SessionRow:
     last_active: datetime
     issuer: str
     current: bool
+    # The label of the provider it signed in with: only when the site has several ("" otherwise).
+    provider: str = ""
 
     @property
     def started_text(self) -> str:
@@ -46,6 +49,14 @@ class SessionRow:
     @property
     def last_active_text(self) -> str:
         return relative(self.last_active)
+
+
+def provider_label(record: OAuthSession) -> str:
+    """How people know the provider of a session (its LABEL); its issuer if that provider is no longer configured."""
+    try:
+        return providers.for_record(record).label
+    except ConfigurationError:
+        return record.issuer
 
 
 def _active_sessions(request: HttpRequest) -> list[OAuthSession]:
@@ -67,6 +78,7 @@ class SessionListView(View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         current = store.token_store().load(request)
+        several = providers.several()
         rows = [
             SessionRow(
                 id=record.pk,
@@ -76,6 +88,7 @@ class SessionListView(View):
                 last_active=record.last_seen_at,
                 issuer=record.issuer,
                 current=current is not None and record.pk == current.pk,
+                provider=provider_label(record) if several else "",
             )
             for record in _active_sessions(request)
         ]

@@ -18,6 +18,7 @@ from jwcrypto.common import JWException
 from oauth_client import discovery, strictjson
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ClockSkew, SubjectChanged, TokenValidationError, TransientProviderError
+from oauth_client.providers import Provider
 
 _KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 # Back-Channel Logout 1.0 §2.4: the member of the `events` claim that makes a JWT a logout token (a hyphen, not an
@@ -45,7 +46,9 @@ def _media_type(typ: str) -> str:
 
 
 @sensitive_variables()
-def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+def verify_signature(
+    provider: Provider, raw: str, *, from_token_endpoint: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS against the provider's JWKS and return its header and claims (not yet checked).
 
     `from_token_endpoint`: the token came in our own authenticated request to the provider, so an unknown
@@ -60,17 +63,17 @@ def verify_signature(raw: str, *, from_token_endpoint: bool = False) -> tuple[di
     except (JWException, ValueError, TypeError, RecursionError) as exc:
         raise TokenValidationError("token is malformed") from exc
     alg = header.get("alg") if isinstance(header, dict) else None
-    if not isinstance(alg, str) or alg not in oauth_settings.ALLOWED_ALGORITHMS or alg[:2] not in _KTY_FOR_ALG_PREFIX:
+    if not isinstance(alg, str) or alg not in provider.ALLOWED_ALGORITHMS or alg[:2] not in _KTY_FOR_ALG_PREFIX:
         raise TokenValidationError("token algorithm is not allowed")
     kty = _KTY_FOR_ALG_PREFIX[alg[:2]]
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise TokenValidationError("token kid is malformed")
 
-    keys = _candidate_keys(discovery.get_jwks(), kid, kty)
+    keys = _candidate_keys(discovery.get_jwks(provider), kid, kty)
     if not keys and kid is not None:
         # The provider may have rotated its signing key since we cached the JWKS.
-        keyset, fetched = discovery.refetch_jwks(rate_limited=not from_token_endpoint)
+        keyset, fetched = discovery.refetch_jwks(provider, rate_limited=not from_token_endpoint)
         keys = _candidate_keys(keyset, kid, kty)
         if not keys and not fetched:
             # The refetch is rate-limited: this may be a key the provider rotated in moments ago. Not a verdict on
@@ -128,21 +131,21 @@ def _check_common(claims: dict[str, Any], *, issuer: str, client_id: str, now: f
 
 
 @sensitive_variables()
-def validate_id_token(raw: str, *, nonce: str | None, now: float | None = None) -> dict[str, Any]:
+def validate_id_token(provider: Provider, raw: str, *, nonce: str | None, now: float | None = None) -> dict[str, Any]:
     """Validate an ID token and return its claims.
 
     `nonce` is required at sign-in; a refreshed ID token is checked by `validate_refreshed_id_token` instead.
     """
     now = time.time() if now is None else now
     leeway = int(oauth_settings.CLOCK_LEEWAY)
-    issuer = discovery.get_metadata()["issuer"]
+    issuer = discovery.get_metadata(provider)["issuer"]
     # This client only ever receives ID tokens from the token endpoint (code flow, refresh).
-    header, claims = verify_signature(raw, from_token_endpoint=True)
+    header, claims = verify_signature(provider, raw, from_token_endpoint=True)
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or _media_type(typ) == "logout+jwt"):
         # Cross-JWT confusion (Back-Channel Logout §4.1): a logout token is never an ID token.
         raise TokenValidationError("token is typed as another kind of JWT")
-    _check_common(claims, issuer=issuer, client_id=oauth_settings.CLIENT_ID, now=now, leeway=leeway)
+    _check_common(claims, issuer=issuer, client_id=provider.CLIENT_ID, now=now, leeway=leeway)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 255:
         raise TokenValidationError("token has no valid sub")
@@ -166,11 +169,13 @@ def _audiences(claims: Mapping[str, Any]) -> frozenset[str]:
 
 
 @sensitive_variables()
-def validate_refreshed_id_token(raw: str, original: Mapping[str, Any], *, now: float | None = None) -> dict[str, Any]:
+def validate_refreshed_id_token(
+    provider: Provider, raw: str, original: Mapping[str, Any], *, now: float | None = None
+) -> dict[str, Any]:
     """Validate an ID token from a refresh against the claims of the session's ID token (OIDC Core §12.2): the
     same `iss`, `sub`, `aud` and `azp` (none before → none now); `auth_time`, when both have it, the original
     authentication time; a `nonce`, if the provider repeats one, the original nonce. No nonce is required."""
-    claims = validate_id_token(raw, nonce=None, now=now)
+    claims = validate_id_token(provider, raw, nonce=None, now=now)
     if claims["iss"] != original.get("iss"):
         raise TokenValidationError("refreshed token issuer differs from the signed-in issuer")
     if not hmac.compare_digest(claims["sub"].encode(), str(original.get("sub", "")).encode()):
@@ -187,18 +192,18 @@ def validate_refreshed_id_token(raw: str, original: Mapping[str, Any], *, now: f
 
 
 @sensitive_variables()
-def validate_logout_token(raw: str, *, now: float | None = None) -> dict[str, Any]:
+def validate_logout_token(provider: Provider, raw: str, *, now: float | None = None) -> dict[str, Any]:
     """Validate a back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6) and return its claims."""
     now = time.time() if now is None else now
     leeway = int(oauth_settings.CLOCK_LEEWAY)
-    header, claims = verify_signature(raw)
+    header, claims = verify_signature(provider, raw)
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or _media_type(typ) not in LOGOUT_TOKEN_TYPES):
         raise TokenValidationError("logout token typ is not logout+jwt")
     _check_common(
         claims,
-        issuer=discovery.get_metadata()["issuer"],
-        client_id=oauth_settings.CLIENT_ID,
+        issuer=discovery.get_metadata(provider)["issuer"],
+        client_id=provider.CLIENT_ID,
         now=now,
         leeway=leeway,
     )

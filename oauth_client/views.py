@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -29,7 +29,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import client, discovery, responses, signals
+from oauth_client import client, discovery, providers, responses, signals
 from oauth_client.backends import REJECTION_ATTR
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
@@ -40,6 +40,7 @@ from oauth_client.exceptions import (
     TokenValidationError,
     TransientProviderError,
 )
+from oauth_client.providers import Provider
 from oauth_client.store import token_store
 from oauth_client.validation import validate_id_token
 
@@ -49,15 +50,19 @@ PENDING_KEY = "_oauth_pending"
 MAX_PARAM_LENGTH = 2048
 
 
-def safe_next(request: HttpRequest, value: str | None) -> str | None:
+def safe_next_path(value: str | None, *, require_https: bool = False) -> str | None:
     """A same-site path to come back to after sign-in, or None (never an open redirect)."""
     if not value or len(value) > MAX_PARAM_LENGTH or not value.startswith("/") or value.startswith("//"):
         return None
     if "\\" in value or any(ord(c) < 32 for c in value):
         return None
-    if not url_has_allowed_host_and_scheme(value, allowed_hosts=None, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(value, allowed_hosts=None, require_https=require_https):
         return None
     return value
+
+
+def safe_next(request: HttpRequest, value: str | None) -> str | None:
+    return safe_next_path(value, require_https=request.is_secure())
 
 
 def default_login_redirect(request: HttpRequest, user: Any) -> str:
@@ -73,8 +78,20 @@ def error_view(request: HttpRequest, *, status: int, title: str, message: str, *
     return render(request, "oauth_client/error.html", context, status=status)
 
 
-def redirect_uri(request: HttpRequest) -> str:
-    return oauth_settings.REDIRECT_URI or request.build_absolute_uri(reverse("oauth_client:callback"))
+def provider_url(name: str, provider: Provider) -> str:
+    """The path of one of a provider's views ("login", "callback", "backchannel_logout").
+
+    The provider named "default" (a single-provider site's) keeps the short forms (/oauth/callback/), so a site that
+    adds a second provider keeps the redirect URI registered for its first; every other provider has the named form
+    (/oauth/callback/<name>/). So each provider has its own redirect URI, and an authorization response cannot be
+    taken for another's. With several providers /oauth/login/ is the chooser, so every login link is named."""
+    if provider.name == providers.DEFAULT and not (name == "login" and providers.several()):
+        return reverse(f"oauth_client:{name}")
+    return reverse(f"oauth_client:{name}", kwargs={"provider": provider.name})
+
+
+def redirect_uri(request: HttpRequest, provider: Provider) -> str:
+    return provider.REDIRECT_URI or request.build_absolute_uri(provider_url("callback", provider))
 
 
 def _b64(data: bytes) -> str:
@@ -95,21 +112,23 @@ def pkce_challenge(verifier: str) -> str:
     return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
-def authorization_params(redirect_uri: str, state: str, nonce: str, verifier: str) -> dict[str, str]:
-    """The authorization request for the configured client (used by LoginView and `oidc_doctor`)."""
+def authorization_params(
+    provider: Provider, redirect_uri: str, state: str, nonce: str, verifier: str
+) -> dict[str, str]:
+    """The authorization request for the provider's client (used by LoginView and `oidc_doctor`)."""
     params: dict[str, str] = {}
     # Extra parameters first, so they can add (prompt, access_type) but never replace the ones below.
-    params.update({str(k): str(v) for k, v in dict(oauth_settings.EXTRA_AUTH_PARAMS).items()})
-    if oauth_settings.AUDIENCE:
-        params["audience"] = oauth_settings.AUDIENCE
-    if oauth_settings.SEND_UI_LOCALES:
+    params.update({str(k): str(v) for k, v in dict(provider.EXTRA_AUTH_PARAMS).items()})
+    if provider.AUDIENCE:
+        params["audience"] = provider.AUDIENCE
+    if provider.SEND_UI_LOCALES:
         params.setdefault("ui_locales", _ui_locales())
     params.update(
         {
             "response_type": "code",
-            "client_id": oauth_settings.CLIENT_ID,
+            "client_id": provider.CLIENT_ID,
             "redirect_uri": redirect_uri,
-            "scope": " ".join(oauth_settings.SCOPES),
+            "scope": " ".join(provider.SCOPES),
             "state": state,
             "nonce": nonce,
             "code_challenge": pkce_challenge(verifier),
@@ -130,13 +149,60 @@ def sign_in_unavailable(request: HttpRequest) -> HttpResponse:
     )
 
 
+class ProviderMixin:
+    """Resolves `self.provider` from the URL's `provider` (its name), or the site's only provider; 404 otherwise."""
+
+    provider: Provider
+
+    def dispatch(self, request: HttpRequest, *args: Any, provider: str | None = None, **kwargs: Any) -> HttpResponse:
+        try:
+            self.provider = providers.get(provider)
+        except LookupError:
+            raise Http404(_("No such identity provider.")) from None
+        except ConfigurationError as exc:
+            logger.error("sign-in unavailable: %s", exc)  # a bad PROVIDERS setting (check E016)
+            return sign_in_unavailable(request)
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
 @method_decorator(never_cache, name="dispatch")
-class LoginView(View):
-    """GET /oauth/login/?next=/path → the provider's authorization endpoint."""
+class ChooseProviderView(View):
+    """GET /oauth/login/?next=/path with several providers: one "Sign in with …" button each."""
+
+    template_name = "oauth_client/choose_provider.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, self.template_name, {"choices": login_choices(request.GET.get("next"))})
+
+
+def login_choices(next_url: str | None = None) -> list[dict[str, str]]:
+    """Every provider's label and sign-in URL (with `next`, when it is a safe same-site path)."""
+    query = f"?{urlencode({'next': next_url})}" if next_url and safe_next_path(next_url) else ""
+    return [
+        {"name": p.name, "label": p.label, "url": provider_url("login", p) + query}
+        for p in providers.registry().values()
+    ]
+
+
+def login_view(request: HttpRequest, provider: str | None = None) -> HttpResponseBase:
+    """/oauth/login/: the chooser when there are several providers and none is named, else that provider's."""
+    try:
+        several = providers.several()
+    except ConfigurationError as exc:
+        logger.error("sign-in unavailable: %s", exc)
+        return sign_in_unavailable(request)
+    if provider is None and several:
+        return ChooseProviderView.as_view()(request)
+    return LoginView.as_view()(request, provider=provider)
+
+
+@method_decorator(never_cache, name="dispatch")
+class LoginView(ProviderMixin, View):
+    """GET /oauth/login/<provider>/?next=/path → the provider's authorization endpoint."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
         try:
-            metadata = discovery.get_metadata()
+            metadata = discovery.get_metadata(self.provider)
         except ProviderFailure as exc:
             logger.error("cannot start sign-in: %s", exc)
             return sign_in_unavailable(request)
@@ -152,14 +218,16 @@ class LoginView(View):
                 "nonce": nonce,
                 "verifier": verifier,
                 "next": safe_next(request, request.GET.get("next")),
-                "redirect_uri": redirect_uri(request),
+                "redirect_uri": redirect_uri(request, self.provider),
+                # The attempt is bound to its provider: an answer arriving at another's callback is refused.
+                "provider": self.provider.name,
                 "created": time.time(),
             },
         )
         return HttpResponseRedirect(self.authorization_url(request, metadata, state, nonce, verifier))
 
     def authorization_params(self, request: HttpRequest, state: str, nonce: str, verifier: str) -> dict[str, str]:
-        return authorization_params(redirect_uri(request), state, nonce, verifier)
+        return authorization_params(self.provider, redirect_uri(request, self.provider), state, nonce, verifier)
 
     def authorization_url(
         self, request: HttpRequest, metadata: Mapping[str, Any], state: str, nonce: str, verifier: str
@@ -195,8 +263,8 @@ def pop_attempt(request: HttpRequest, state: str) -> dict[str, Any] | None:
 
 
 @method_decorator(never_cache, name="dispatch")
-class CallbackView(View):
-    """GET /oauth/callback/?code=…&state=… → tokens, validated; user mapped and signed in."""
+class CallbackView(ProviderMixin, View):
+    """GET /oauth/callback/<provider>/?code=…&state=… → tokens, validated; user mapped and signed in."""
 
     def fail(
         self, request: HttpRequest, message: str, *, status: int = 400, code: str = "sign_in_failed"
@@ -210,8 +278,31 @@ class CallbackView(View):
             return self.fail(request, _("The sign-in response is too large."))
         state = params.get("state", "")
         attempt = pop_attempt(request, state) if state else None
+        if attempt is not None and attempt.get("provider", providers.DEFAULT) != self.provider.name:
+            # Mix-up (RFC 9700 §4.4): an answer to a sign-in started at another provider. Refused before any code
+            # reaches a token endpoint; the attempt is spent.
+            logger.warning(
+                "authorization response for provider %r arrived at the callback of %r: refused",
+                attempt.get("provider"),
+                self.provider.name,
+            )
+            return self.fail(
+                request,
+                _("This sign-in answer does not belong to this identity provider. Please sign in again."),
+                code="provider_mismatch",
+            )
         error = params.get("error", "")[:100]
         if error and attempt is not None:
+            # RFC 9207 §2.4: an error response, too, must come from this provider before it is shown as its own.
+            try:
+                self.check_issuer_parameter(params, discovery.get_metadata(self.provider))
+            except TokenValidationError as exc:
+                logger.warning("sign-in error response refused: %s", exc)
+                return self.fail(
+                    request, _("The identity provider's response could not be accepted. Please try again.")
+                )
+            except ProviderFailure:
+                pass  # discovery unavailable: the error is shown as it came, it ends the attempt either way
             logger.info("provider returned an error at sign-in: %r", error)
             return self.provider_refused(request, error, params.get("error_description", "")[:300])
         if attempt is None:
@@ -223,15 +314,15 @@ class CallbackView(View):
                 code="invalid_state",
             )
         try:
-            metadata = discovery.get_metadata()
+            metadata = discovery.get_metadata(self.provider)
             self.check_issuer_parameter(params, metadata)
             code = params.get("code")
             if not code:
                 return self.fail(request, _("The identity provider did not return an authorization code."))
-            tokens = client.exchange_code(code, attempt["redirect_uri"], attempt["verifier"])
+            tokens = client.exchange_code(self.provider, code, attempt["redirect_uri"], attempt["verifier"])
             if not tokens.id_token:
                 raise InvalidResponse("token response has no id_token (is 'openid' in the scopes?)")
-            claims = validate_id_token(tokens.id_token, nonce=attempt["nonce"])
+            claims = validate_id_token(self.provider, tokens.id_token, nonce=attempt["nonce"])
             userinfo = self.fetch_userinfo(tokens.access_token, claims)
             # Through Django's authenticate(), so user_login_failed fires for a refused sign-in (OAuthBackend).
             user = authenticate(request, id_token_claims={**userinfo, **claims})
@@ -266,10 +357,10 @@ class CallbackView(View):
 
     @method_decorator(sensitive_variables())
     def fetch_userinfo(self, access_token: str, claims: Mapping[str, Any]) -> dict[str, Any]:
-        if not oauth_settings.FETCH_USERINFO:
+        if not self.provider.FETCH_USERINFO:
             return {}
         try:
-            info = client.userinfo(access_token)
+            info = client.userinfo(self.provider, access_token)
         except ProviderFailure as exc:
             if not exc.retryable:
                 raise
@@ -315,7 +406,7 @@ class CallbackView(View):
         login(request, user)  # cycles the session key (session fixation); user.backend set by authenticate()
         if pending:
             request.session[PENDING_KEY] = pending
-        record = store.create(request, user, tokens, claims, userinfo)
+        record = store.create(request, user, tokens, claims, userinfo, provider=self.provider)
         if not tokens.refresh_token:
             logger.warning(
                 "sign-in without a refresh token: the session ends when the tokens expire. Likely causes: "
@@ -345,33 +436,35 @@ class LogoutView(View):
         store = token_store()
         record = store.load(request) if request.user.is_authenticated else None
         id_token = record.id_token if record else ""
+        provider = store.provider_of(record) if record is not None else None
         if record is not None:
             store.end(record, EndReason.LOGOUT, ended_by=request.user.get_username(), delete_session=False)
         logout(request)
-        return self.end_session_response(request, id_token) or HttpResponseRedirect("/")
+        response = self.end_session_response(request, id_token, provider) if provider is not None else None
+        return response or HttpResponseRedirect("/")
 
     @method_decorator(sensitive_variables())
-    def end_session_params(self, request: HttpRequest, id_token: str) -> dict[str, str]:
+    def end_session_params(self, request: HttpRequest, id_token: str, provider: Provider) -> dict[str, str]:
         params = {
             "id_token_hint": id_token,
-            "post_logout_redirect_uri": oauth_settings.POST_LOGOUT_REDIRECT_URI or request.build_absolute_uri("/"),
-            "client_id": oauth_settings.CLIENT_ID,
+            "post_logout_redirect_uri": provider.POST_LOGOUT_REDIRECT_URI or request.build_absolute_uri("/"),
+            "client_id": provider.CLIENT_ID,
         }
-        if oauth_settings.SEND_UI_LOCALES:
+        if provider.SEND_UI_LOCALES:
             params["ui_locales"] = _ui_locales()
         return params
 
     @method_decorator(sensitive_variables())
-    def end_session_response(self, request: HttpRequest, id_token: str) -> HttpResponse | None:
-        """RP-initiated logout at the provider, when it advertises an end_session_endpoint."""
+    def end_session_response(self, request: HttpRequest, id_token: str, provider: Provider) -> HttpResponse | None:
+        """RP-initiated logout at the session's provider, when it advertises an end_session_endpoint."""
         try:
-            endpoint = discovery.get_metadata().get("end_session_endpoint")
+            endpoint = discovery.get_metadata(provider).get("end_session_endpoint")
         except ProviderFailure:
             return None
         if not endpoint or not id_token:
             return None
-        params = self.end_session_params(request, id_token)
-        if oauth_settings.END_SESSION_METHOD.upper() == "GET":
+        params = self.end_session_params(request, id_token, provider)
+        if provider.END_SESSION_METHOD.upper() == "GET":
             return HttpResponseRedirect(endpoint + ("&" if "?" in endpoint else "?") + urlencode(params))
         # POST (which OPs must support) keeps the ID token out of URLs, history and access logs.
         return render(request, "oauth_client/end_session.html", {"endpoint": endpoint, "params": params})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 from django.utils.translation import gettext_lazy as _
@@ -70,6 +71,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "oauth_client.context_processors.providers",
             ],
         },
     },
@@ -134,7 +136,7 @@ _demo_client: dict[str, str] = {}
 if not os.environ.get("OIDC_ISSUER") and _demo_client_file.exists():
     _demo_client = json.loads(_demo_client_file.read_text())
 
-OAUTH_CLIENT = {
+OAUTH_CLIENT: dict[str, Any] = {
     "ISSUER": os.environ.get("OIDC_ISSUER", f"{EMBEDDED_IDP_URL}/o"),
     "CLIENT_ID": os.environ.get("OIDC_CLIENT_ID", _demo_client.get("client_id", "")),
     "CLIENT_SECRET": os.environ.get("OIDC_CLIENT_SECRET", _demo_client.get("client_secret", "")),
@@ -152,6 +154,44 @@ OAUTH_CLIENT = {
 }
 if os.environ.get("OAUTH_ENCRYPTION_KEYS"):
     OAUTH_CLIENT["ENCRYPTION_KEYS"] = os.environ["OAUTH_ENCRYPTION_KEYS"].split(",")
+
+# Several providers at once (docs/configuration.md, "Several providers"): OIDC_PROVIDERS="corp partner" and, for
+# each NAME, OIDC_<NAME>_ISSUER, _CLIENT_ID and _CLIENT_SECRET, optionally _SCOPES, _AUDIENCE, _EXTRA_AUTH_PARAMS,
+# _TOKEN_AUTH_METHOD, _END_SESSION_METHOD, _REVOCATION_ENDPOINT, _REDIRECT_URI, _POST_LOGOUT_REDIRECT_URI, _LABEL
+# (environment names upper case, provider names lower case: /oauth/login/corp/). Without it, the variables above
+# configure the one provider.
+_provider_names = [name.lower() for name in os.environ.get("OIDC_PROVIDERS", "").split()]
+if _provider_names:
+    _single_keys = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "SCOPES", "AUDIENCE", "EXTRA_AUTH_PARAMS") + (
+        "TOKEN_AUTH_METHOD",
+        "END_SESSION_METHOD",
+        "REVOCATION_ENDPOINT",
+    )
+    OAUTH_CLIENT = {key: value for key, value in OAUTH_CLIENT.items() if key not in _single_keys}
+    _providers: dict[str, dict[str, Any]] = {}
+    OAUTH_CLIENT["PROVIDERS"] = _providers
+    for _name in _provider_names:
+        _prefix = f"OIDC_{_name.upper().replace('-', '_')}_"
+        _entry: dict[str, Any] = {}
+        for _key in (
+            "ISSUER",
+            "CLIENT_ID",
+            "CLIENT_SECRET",
+            "AUDIENCE",
+            "TOKEN_AUTH_METHOD",
+            "END_SESSION_METHOD",
+            "REVOCATION_ENDPOINT",
+            "REDIRECT_URI",
+            "POST_LOGOUT_REDIRECT_URI",
+            "LABEL",
+        ):
+            if os.environ.get(_prefix + _key, "").strip():
+                _entry[_key] = os.environ[_prefix + _key].strip()
+        if os.environ.get(_prefix + "SCOPES", "").strip():
+            _entry["SCOPES"] = os.environ[_prefix + "SCOPES"].split()
+        if os.environ.get(_prefix + "EXTRA_AUTH_PARAMS", "").strip():
+            _entry["EXTRA_AUTH_PARAMS"] = dict(parse_qsl(os.environ[_prefix + "EXTRA_AUTH_PARAMS"]))
+        _providers[_name] = _entry
 
 # --- Behind a TLS-terminating reverse proxy (docs/deployment.md) ------------------------------------------------
 # The header the proxy sets on https requests, as `HTTP_X_FORWARDED_PROTO=https` (or `X-Forwarded-Proto=https`).
@@ -175,7 +215,7 @@ for _variable, _setting in (
     ("OIDC_REDIRECT_URI", "REDIRECT_URI"),
     ("OIDC_POST_LOGOUT_REDIRECT_URI", "POST_LOGOUT_REDIRECT_URI"),
 ):
-    if os.environ.get(_variable, "").strip():
+    if os.environ.get(_variable, "").strip() and not _provider_names:
         OAUTH_CLIENT[_setting] = os.environ[_variable].strip()
 
 LOGGING = {

@@ -87,10 +87,14 @@ class Browser(requests.Session):
             return self.post(url, data=payload, headers=headers, **kwargs)  # type: ignore[arg-type]
         return self.get(url, params=payload, headers=headers, **kwargs)  # type: ignore[arg-type]
 
-    def sign_in(self, site_url: str, username: str, password: str, next_url: str | None = None) -> requests.Response:
-        """Home → /oauth/login/ → provider login form → consent → callback → back on the site."""
+    def sign_in(
+        self, site_url: str, username: str, password: str, next_url: str | None = None, provider: str | None = None
+    ) -> requests.Response:
+        """Home → /oauth/login/ (or /oauth/login/<provider>/) → provider login form → consent → callback → back on
+        the site."""
         params = {"next": next_url} if next_url else None
-        resp = self.get(f"{site_url}/oauth/login/", params=params)
+        path = f"/oauth/login/{provider}/" if provider else "/oauth/login/"
+        resp = self.get(f"{site_url}{path}", params=params)
         if "password" in {n for f in forms(resp.text) for n in f.fields}:
             form = self.find_form(resp, with_field="password")
             resp = self.submit(resp, form, {"username": username, "password": password})

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from oauth_client import discovery
+from oauth_client import discovery, providers
 from oauth_client.models import OAuthSession
 from oauth_client.store import DUE_AT_KEY
 from tests.browser import Browser
@@ -44,8 +44,8 @@ def client_for(browser: Browser) -> Client:
 
 def use_token_endpoint(url: str) -> None:
     """Point the cached discovery metadata's token endpoint at `url` (a fault server)."""
-    metadata = {**discovery.get_metadata(), "token_endpoint": url}
-    cache.set(discovery._cache_key("metadata"), metadata, 3600)
+    metadata = {**discovery.get_metadata(providers.get()), "token_endpoint": url}
+    cache.set(discovery._cache_key("metadata", providers.get()), metadata, 3600)
     discovery._memo.clear()
 
 

@@ -29,6 +29,7 @@ from oauth_client import (
     get_access_token,
     get_tokens,
     provider_metadata,
+    providers,
 )
 from oauth_client.models import OAuthSession
 from tests.browser import Browser
@@ -221,7 +222,7 @@ def test_profile_page_survives_a_failing_userinfo_endpoint(site):
     browser = site.signed_in_browser()
     with FaultServer("500") as server:
         metadata = {**provider_metadata(), "userinfo_endpoint": server.url}
-        cache.set(discovery._cache_key("metadata"), metadata, 3600)
+        cache.set(discovery._cache_key("metadata", providers.get()), metadata, 3600)
         discovery._memo.clear()
         resp = browser.get(site.url + "/account/")
     assert resp.status_code == 200

@@ -70,11 +70,35 @@ def test_replayed_callback(site):
 def test_provider_error(site):
     b = Browser()
     params = start(site, b)
-    resp = b.get(site.url + "/oauth/callback/", params={"error": "access_denied", "state": params["state"]})
+    # With the provider's issuer, as RFC 9207 §2.4 has a provider that advertises it send errors.
+    error = {"error": "access_denied", "state": params["state"], "iss": site.provider.issuer}
+    resp = b.get(site.url + "/oauth/callback/", params=error)
     assert_refused(resp)
     assert "access_denied" in resp.text
     # The state was used up by the error response.
     assert_refused(b.get(site.url + "/oauth/callback/", params={"code": "x", "state": params["state"]}))
+
+
+def test_cancelling_at_the_provider_without_iss_is_refused_as_unattributable(site):
+    """The real Cancel button of django-oauth-toolkit: it advertises RFC 9207 (authorization_response_iss_parameter_
+    supported) but puts `iss` on success redirects only. §2.4: an answer without `iss` from such a provider is
+    rejected, error responses included, so the page does not present the error as the provider's."""
+    b = Browser()
+    resp = b.get(site.url + "/oauth/login/")
+    resp = b.submit(
+        resp,
+        b.find_form(resp, with_field="password"),
+        {"username": site.provider.username, "password": site.provider.password},
+    )
+    form = b.find_form(resp, with_field="allow")
+    resp = b.submit(resp, form, allow_redirects=False)  # Cancel: the form without its "allow" button
+    while not resp.headers["Location"].startswith(site.url + "/oauth/callback/"):
+        resp = b.get(resp.headers["Location"], allow_redirects=False)
+    callback = parse_qs(urlsplit(resp.headers["Location"]).query)
+    assert callback["error"] == ["access_denied"] and "iss" not in callback
+    resp = b.get(resp.headers["Location"])
+    assert_refused(resp)
+    assert "could not be accepted" in resp.text and "access_denied" not in resp.text
 
 
 def test_provider_error_is_escaped(site):
@@ -82,7 +106,12 @@ def test_provider_error_is_escaped(site):
     params = start(site, b)
     resp = b.get(
         site.url + "/oauth/callback/",
-        params={"error": "<script>alert(1)</script>", "error_description": "<b>x</b>", "state": params["state"]},
+        params={
+            "error": "<script>alert(1)</script>",
+            "error_description": "<b>x</b>",
+            "state": params["state"],
+            "iss": site.provider.issuer,
+        },
     )
     assert_refused(resp)
     assert "<script>alert(1)</script>" not in resp.text and "&lt;script&gt;" in resp.text

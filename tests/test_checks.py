@@ -180,6 +180,174 @@ def test_manage_py_check_reports_and_fails(tmp_path):
     assert "oauth_client.E002" in result.stderr and "is not an https URL" in result.stderr
 
 
+# --- several providers (OAUTH_CLIENT["PROVIDERS"]) ---------------------------------------------------------------
+
+CORP = {"ISSUER": "https://corp.example.com/", "CLIENT_ID": "site", "CLIENT_SECRET": "a-long-corp-secret"}
+PARTNER = {"ISSUER": "https://partner.example.com/", "CLIENT_ID": "site", "CLIENT_SECRET": "a-long-partner-secret"}
+
+
+def several(**entries: dict) -> dict:
+    return {"ENCRYPTION_KEYS": GOOD["ENCRYPTION_KEYS"], "PROVIDERS": entries}
+
+
+def messages(deploy: bool = False) -> list:
+    return list(run_checks(tags=["oauth_client"], include_deployment_checks=deploy))
+
+
+def test_several_correct_providers_are_clean(production):
+    production.OAUTH_CLIENT = {**several(corp=CORP, partner={**PARTNER, "LABEL": "Partners"}), "CLOCK_LEEWAY": 30}
+    assert found() == {} and found(deploy=True) == {}
+
+
+@pytest.mark.parametrize("name,check_id", [("ISSUER", "W001"), ("CLIENT_ID", "W002"), ("CLIENT_SECRET", "W003")])
+def test_a_setting_missing_at_one_provider_names_that_provider(production, name, check_id):
+    production.OAUTH_CLIENT = several(corp=CORP, partner={k: v for k, v in PARTNER.items() if k != name})
+    [warning] = messages()
+    assert warning.id == f"oauth_client.{check_id}" and warning.level == WARNING
+    assert f"OAUTH_CLIENT['PROVIDERS']['partner']['{name}'] is not set" in warning.msg
+    assert "corp" not in warning.msg and f"OIDC_PARTNER_{name}" in warning.hint
+    # `manage.py check` prints the provider in front: "partner: (oauth_client.W00n) …".
+    assert str(warning).startswith("partner: ")
+    [error] = messages(deploy=True)[1:]
+    assert error.id == "oauth_client.E020" and "['partner'] is missing " + name in error.msg
+
+
+def test_each_per_provider_check_runs_for_every_provider(production):
+    production.OAUTH_CLIENT = several(
+        corp={**CORP, "ISSUER": "http://corp.example.com", "SCOPES": ["openid"], "END_SESSION_METHOD": "PUT"},
+        partner={
+            **PARTNER,
+            "TOKEN_AUTH_METHOD": "private_key_jwt",
+            "REDIRECT_URI": "http://site.example.com/oauth/callback/partner/",
+            "SCOPES": ["openid"],
+        },
+    )
+    by_id: dict[str, list[str]] = {}
+    for message in messages():
+        by_id.setdefault(message.id, []).append(message.msg)
+    assert sorted(by_id) == [
+        "oauth_client.E002",
+        "oauth_client.E003",
+        "oauth_client.E008",
+        "oauth_client.E009",
+        "oauth_client.W004",
+    ]
+    assert by_id["oauth_client.E002"] == [
+        "The issuer 'http://corp.example.com' of provider 'corp' is not an https URL."
+    ]
+    assert by_id["oauth_client.E003"] == [
+        "OAUTH_CLIENT['PROVIDERS']['partner']['REDIRECT_URI'] 'http://site.example.com/oauth/callback/partner/' "
+        "is not an https URL."
+    ]
+    assert "['partner']['TOKEN_AUTH_METHOD']" in by_id["oauth_client.E008"][0]
+    assert "['corp']['END_SESSION_METHOD']" in by_id["oauth_client.E009"][0]
+    # Both providers lack offline_access: one warning each.
+    assert [("corp" in m, "partner" in m) for m in by_id["oauth_client.W004"]] == [(True, False), (False, True)]
+
+
+def test_the_redirect_uri_check_runs_per_provider(production):
+    production.SECURE_PROXY_SSL_HEADER = None
+    production.OAUTH_CLIENT = several(
+        corp={**CORP, "REDIRECT_URI": "https://site.example.com/oauth/callback/corp/"}, partner=PARTNER
+    )
+    [warning] = messages(deploy=True)
+    assert warning.id == "oauth_client.W005" and "of provider 'partner'" in warning.msg
+    assert "OAUTH_CLIENT['PROVIDERS']['partner']['REDIRECT_URI']" in warning.hint
+
+
+def test_plain_http_endpoints_in_one_providers_cached_discovery(production):
+    from django.core.cache import cache
+
+    from oauth_client import discovery, providers
+
+    production.OAUTH_CLIENT = several(corp=CORP, partner=PARTNER)
+    partner = providers.get("partner")
+    metadata = {"issuer": PARTNER["ISSUER"], "token_endpoint": "http://partner.example.com/token"}
+    cache.set(discovery._cache_key("metadata", partner), metadata, 60)
+    try:
+        [error] = messages()
+    finally:
+        discovery.clear_cache()
+        cache.clear()
+    assert error.id == "oauth_client.E013" and error.obj == partner
+    assert "token_endpoint 'http://partner.example.com/token' of provider 'partner'" in error.msg
+
+
+@pytest.mark.parametrize(
+    "entries,expected",
+    [
+        ({"Corp": CORP}, "provider name 'Corp'"),
+        ({"corp partner": CORP}, "provider name 'corp partner'"),
+        ({"corp": {**CORP, "CLIENTID": "x"}}, "unknown key(s): CLIENTID"),
+        ({"corp": {**CORP, "CLOCK_LEEWAY": 10}}, "CLOCK_LEEWAY is shared by every provider"),
+        ({"corp": "https://corp.example.com/"}, "must be a dict of settings"),
+    ],
+)
+def test_an_invalid_providers_setting_is_a_check_error_not_a_crash(production, entries, expected):
+    production.OAUTH_CLIENT = several(**entries, partner=PARTNER) if "partner" not in entries else several(**entries)
+    result = messages()
+    assert [m.id for m in result] == ["oauth_client.E016"], result
+    assert expected in result[0].msg and result[0].level == ERROR
+    # The valid entries are still checked.
+    production.OAUTH_CLIENT["PROVIDERS"]["partner"] = {**PARTNER, "CLIENT_SECRET": ""}
+    production.OAUTH_CLIENT = dict(production.OAUTH_CLIENT)
+    assert found() == {"oauth_client.E016": ERROR, "oauth_client.W003": WARNING}
+
+
+def test_two_providers_with_one_redirect_uri_is_an_error(production):
+    uri = "https://site.example.com/oauth/callback/"
+    production.OAUTH_CLIENT = several(corp={**CORP, "REDIRECT_URI": uri}, partner={**PARTNER, "REDIRECT_URI": uri})
+    [error] = messages()
+    assert error.id == "oauth_client.E017" and "'corp', 'partner'" in error.msg
+
+
+def test_top_level_provider_keys_are_ignored_with_providers(production):
+    production.OAUTH_CLIENT = {**GOOD, "SCOPES": ["openid"], "PROVIDERS": {"corp": CORP}}
+    [warning] = messages()
+    assert warning.id == "oauth_client.W017" and "ISSUER, CLIENT_ID, CLIENT_SECRET, SCOPES" in warning.msg
+
+
+def test_providers_and_label_are_known_top_level_keys(production):
+    production.OAUTH_CLIENT = {**GOOD, "LABEL": "Example"}
+    assert found() == {}
+    production.OAUTH_CLIENT = several(corp=CORP)
+    assert found() == {}
+    production.OAUTH_CLIENT = {**several(corp=CORP), "PROVIDER": {}}
+    assert found() == {"oauth_client.W010": WARNING}
+
+
+def test_manage_py_check_names_the_provider(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "OIDC_PROVIDERS": "corp partner",
+        "OIDC_CORP_ISSUER": "https://corp.example.com",
+        "OIDC_CORP_CLIENT_ID": "site",
+        "OIDC_CORP_CLIENT_SECRET": "secret",
+        "OIDC_PARTNER_ISSUER": "http://partner.example.com",
+        "OIDC_PARTNER_CLIENT_ID": "site",
+    }
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--tag", "oauth_client"],
+        cwd=repo_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "partner: (oauth_client.E002) The issuer 'http://partner.example.com' of provider 'partner'" in (
+        result.stderr
+    )
+    assert "partner: (oauth_client.W003) OAUTH_CLIENT['PROVIDERS']['partner']['CLIENT_SECRET'] is not set." in (
+        result.stderr
+    )
+    assert "corp:" not in result.stderr
+
+
 class MyAuthMiddleware(AuthenticationMiddleware):
     pass
 

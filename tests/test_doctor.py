@@ -257,3 +257,103 @@ def test_command_line_against_the_embedded_provider(provider):
     assert provider.client_secret not in ok.stdout + ok.stderr
     broken = run("--json", OIDC_ISSUER=provider.base_url + "/nope")
     assert broken.returncode == 1 and json.loads(broken.stdout)["ok"] is False
+
+
+# --- several providers (OAUTH_CLIENT["PROVIDERS"]) ---------------------------------------------------------------
+
+
+def two_providers(provider, **partner_overrides: object) -> dict[str, object]:
+    """Two providers, corp and partner, both clients of the embedded provider (a second entry may share an issuer)."""
+    entry = {
+        "ISSUER": provider.issuer,
+        "CLIENT_ID": provider.client_id,
+        "CLIENT_SECRET": provider.client_secret,
+        "REVOCATION_ENDPOINT": f"{provider.base_url}/o/revoke_token/",
+    }
+    return {
+        "HTTP_TIMEOUT": (2.0, 5.0),
+        "PROVIDERS": {"corp": dict(entry), "partner": {**entry, "LABEL": "Partners", **partner_overrides}},
+    }
+
+
+def test_single_provider_json_names_it_default(dev):
+    report = json.loads(doctor("--json", "--site-url", dev.url)[1])
+    assert report["provider"] == "default"
+    assert report["redirect_uri"] == dev.url + "/oauth/callback/"
+    assert report["backchannel_logout_uri"] == dev.url + "/oauth/backchannel-logout/"
+    assert "backchannel_logout_uri" not in checks_by_name(report)
+
+
+def test_every_provider_is_checked_by_default(dev, settings):
+    settings.OAUTH_CLIENT = two_providers(dev.provider)
+    code, out, _ = doctor("--site-url", dev.url)
+    assert code == 0, out
+    corp, partner = out.split(f"Provider partner: {dev.provider.issuer} · client {dev.provider.client_id}")
+    assert corp.startswith(f"Provider corp: {dev.provider.issuer} · client {dev.provider.client_id}")
+    for name, text in (("corp", corp), ("partner", partner)):
+        lines = [line for line in text.splitlines() if line[:2] in ("✓ ", "✗ ", "! ")]
+        assert lines and all(line.startswith("✓ ") for line in lines), text
+        assert "accepted the client credentials" in text and "issuer matches" in text
+        # Each provider's own redirect and back-channel logout URIs, as the site serves them.
+        assert f"redirect_uri={dev.url}/oauth/callback/{name}/ " in text
+        assert f"{dev.url}/oauth/backchannel-logout/{name}/" in text
+        assert f"{name}: No problems found." in text
+    assert dev.provider.client_secret not in out
+
+
+def test_json_for_several_providers(dev, settings):
+    settings.OAUTH_CLIENT = two_providers(dev.provider)
+    code, out, _ = doctor("--json", "--site-url", dev.url)
+    data = json.loads(out)
+    assert code == 0 and data["ok"] is True and list(data["providers"]) == ["corp", "partner"]
+    for name, report in data["providers"].items():
+        assert report["ok"] is True and report["provider"] == name
+        assert report["redirect_uri"] == f"{dev.url}/oauth/callback/{name}/"
+        assert report["backchannel_logout_uri"] == f"{dev.url}/oauth/backchannel-logout/{name}/"
+        params = {k: v[0] for k, v in parse_qs(urlsplit(report["authorize_url"]).query).items()}
+        assert params["redirect_uri"] == f"{dev.url}/oauth/callback/{name}/"
+        assert f"redirect_uri={dev.url}/oauth/callback/{name}/" in report["curl"]["code_exchange"]
+
+
+def test_one_provider_with_the_provider_option(dev, settings):
+    settings.OAUTH_CLIENT = two_providers(dev.provider, SCOPES=["openid", "email"])
+    code, out, err = doctor("--provider", "partner", "--site-url", dev.url)
+    assert code == 1 and "Provider partner:" in out and "Provider corp" not in out
+    assert "✗ offline_access is not in the requested scopes (openid email)" in out
+    assert "fix: Add offline_access to OIDC_PARTNER_SCOPES" in out
+    assert "partner: 1 problem(s) found." in out and "oidc_doctor: 1 problem(s) found" in err
+    code, out, _ = doctor("--json", "--provider", "corp", "--site-url", dev.url)
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["provider"] == "corp"
+
+
+def test_a_problem_at_one_provider_is_reported_for_that_provider_only(dev, settings):
+    settings.OAUTH_CLIENT = two_providers(dev.provider, CLIENT_SECRET="", TOKEN_AUTH_METHOD="private_key_jwt")
+    code, out, err = doctor("--json", "--site-url", dev.url)
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False and "(partner: " in err
+    corp, partner = (checks_by_name(data["providers"][name]) for name in ("corp", "partner"))
+    assert data["providers"]["corp"]["ok"] is True and "client_auth" in corp
+    assert partner["setting:CLIENT_SECRET"]["status"] == "fail"
+    assert "OAUTH_CLIENT['PROVIDERS']['partner']['CLIENT_SECRET']" in partner["setting:CLIENT_SECRET"]["message"]
+    assert partner["setting:CLIENT_SECRET"]["fix"].startswith("Set OIDC_PARTNER_CLIENT_SECRET")
+    # The system check about partner's setting is in partner's report, not in corp's.
+    assert partner["check:oauth_client.E008"]["status"] == "fail"
+    assert "['partner']['TOKEN_AUTH_METHOD']" in partner["check:oauth_client.E008"]["message"]
+    assert "check:oauth_client.E008" not in corp
+    assert "client_auth" not in partner  # no secret: no probe
+
+
+def test_unknown_provider_is_a_command_error(dev, settings):
+    settings.OAUTH_CLIENT = two_providers(dev.provider)
+    with pytest.raises(CommandError, match="no provider named 'parnter'.*corp, partner"):
+        call_command("oidc_doctor", "--provider", "parnter", stdout=StringIO())
+    settings.OAUTH_CLIENT = client_settings(dev.provider)
+    with pytest.raises(CommandError, match="no provider named 'corp'.*default"):
+        call_command("oidc_doctor", "--provider", "corp", stdout=StringIO())
+
+
+def test_invalid_providers_setting_is_a_command_error(settings):
+    settings.OAUTH_CLIENT = {"PROVIDERS": {"Corp": {"ISSUER": "https://corp.example.com/"}}}
+    with pytest.raises(CommandError, match="'Corp' is not a lower-case slug"):
+        call_command("oidc_doctor", stdout=StringIO())

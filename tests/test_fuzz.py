@@ -26,6 +26,7 @@ from django.test import Client
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from oauth_client import providers
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import TokenValidationError, TransientProviderError
 from oauth_client.models import OAuthSession
@@ -365,7 +366,7 @@ def test_fuzzed_logout_token(op, data):
     issuer, client_id = op.issuer, op.client_id
     kind, raw = draw_logout_token(data, op)
     try:
-        claims = validate_logout_token(raw)
+        claims = validate_logout_token(providers.get(), raw)
     except (TokenValidationError, TransientProviderError) as exc:
         event(f"{kind}: {exc}")
     else:
@@ -464,7 +465,7 @@ def test_fuzzed_logout_tokens_cannot_hammer_the_jwks_endpoint(op):
     for token in tokens:
         # Refused (400) while a refetch is allowed, "try again later" (503) once the window's refetch is spent.
         with pytest.raises((TokenValidationError, TransientProviderError)):
-            validate_logout_token(token)
+            validate_logout_token(providers.get(), token)
     assert op.hits["/jwks"] <= 2  # the first fetch, then one refetch (the window is 60 s)
 
 
@@ -507,7 +508,7 @@ def test_100_kb_next_is_ignored(op):
 @pytest.mark.django_db
 def test_oversized_logout_token_is_refused(op):
     with pytest.raises(TokenValidationError):
-        validate_logout_token("a" * 100 * KB + ".b.c")
+        validate_logout_token(providers.get(), "a" * 100 * KB + ".b.c")
     with pytest.raises(TokenValidationError):
-        validate_logout_token(sign({"iss": op.issuer, "pad": "x" * 100 * KB}, op.signing_key))
+        validate_logout_token(providers.get(), sign({"iss": op.issuer, "pad": "x" * 100 * KB}, op.signing_key))
     assert op.hits["/jwks"] == 0  # refused before any key lookup

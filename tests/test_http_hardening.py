@@ -19,7 +19,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 
-from oauth_client import client, discovery, http
+from oauth_client import client, discovery, http, providers
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import TransientProviderError
 from oauth_client.models import OAuthSession
@@ -38,8 +38,8 @@ DRIP = {"HTTP_TIMEOUT": (0.5, 1.0), "HTTP_RETRIES": 2, "HTTP_RETRY_BUDGET": 4.0,
 
 def use_endpoints(**urls: str) -> None:
     """Point endpoints of the cached discovery metadata (token_endpoint=..., userinfo_endpoint=...) elsewhere."""
-    metadata = {**discovery.get_metadata(), **urls}
-    cache.set(discovery._cache_key("metadata"), metadata, 3600)
+    metadata = {**discovery.get_metadata(providers.get()), **urls}
+    cache.set(discovery._cache_key("metadata", providers.get()), metadata, 3600)
     discovery._memo.clear()
 
 
@@ -244,7 +244,7 @@ def test_netrc_never_replaces_our_authorization(site, settings, tmp_path, monkey
         assert client_for(browser).get("/account/").status_code == 200
         record = active_record()
         assert record.refresh_count == 1  # the real provider accepted our client authentication
-        claims = client.userinfo(record.access_token)  # and our Bearer token
+        claims = client.userinfo(providers.get(), record.access_token)  # and our Bearer token
 
     (token_call,) = relay.requests_to("/o/token/")
     if method == "client_secret_basic":

@@ -282,7 +282,10 @@ def expect(language: str, english: str, french: str) -> str:
 def test_provider_refusal_page(site, language):
     browser = Browser(language=language)
     state = authorize_params(browser.get(site.url + "/oauth/login/", allow_redirects=False))["state"]
-    resp = browser.get(site.url + "/oauth/callback/", params={"error": "access_denied", "state": state})
+    # The error response as a conformant provider sends it: with its issuer (RFC 9207 §2.4). (django-oauth-toolkit
+    # omits it on errors: tests/test_callback_rejections.py shows how such an answer is refused.)
+    params = {"error": "access_denied", "state": state, "iss": site.provider.issuer}
+    resp = browser.get(site.url + "/oauth/callback/", params=params)
     assert resp.status_code == 400
     text = visible_text(resp.text)
     assert expect(language, "Sign-in failed", "Échec de la connexion") in text

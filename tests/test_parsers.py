@@ -16,7 +16,7 @@ import pytest
 from jwcrypto import jwk
 from requests.structures import CaseInsensitiveDict
 
-from oauth_client import validation
+from oauth_client import providers, validation
 from oauth_client.client import MAX_LIFETIME, _parse_token_response
 from oauth_client.http import Response
 from tests.hostile import OMIT, new_key, sign
@@ -234,11 +234,11 @@ def op_key(settings, monkeypatch: pytest.MonkeyPatch) -> jwk.JWK:
     keyset = jwk.JWKSet()
     keyset.add(jwk.JWK(**key.export_public(as_dict=True)))
 
-    def no_refetch(**kwargs: Any) -> Any:
+    def no_refetch(provider: Any, **kwargs: Any) -> Any:
         raise AssertionError("these tokens name the published key: no refetch")
 
-    monkeypatch.setattr(validation.discovery, "get_metadata", lambda: {"issuer": ISSUER})
-    monkeypatch.setattr(validation.discovery, "get_jwks", lambda: keyset)
+    monkeypatch.setattr(validation.discovery, "get_metadata", lambda provider: {"issuer": ISSUER})
+    monkeypatch.setattr(validation.discovery, "get_jwks", lambda provider: keyset)
     monkeypatch.setattr(validation.discovery, "refetch_jwks", no_refetch)
     return key
 
@@ -263,7 +263,7 @@ def id_token(key: jwk.JWK, typ: Any = "JWT", **changes: Any) -> str:
 
 
 def validate(key: jwk.JWK, expect_nonce: str | None = "n-1", typ: Any = "JWT", **changes: Any) -> dict[str, Any]:
-    return validation.validate_id_token(id_token(key, typ, **changes), nonce=expect_nonce, now=NOW)
+    return validation.validate_id_token(providers.get(), id_token(key, typ, **changes), nonce=expect_nonce, now=NOW)
 
 
 def rejected(call: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
@@ -366,7 +366,7 @@ def test_id_token_typed_as_another_kind(op_key, typ):
 
 def refreshed(key: jwk.JWK, original: dict[str, Any], **changes: Any) -> dict[str, Any]:
     raw = id_token(key, **{"nonce": OMIT, "iat": NOW + 100, "exp": NOW + 400, **changes})
-    return validation.validate_refreshed_id_token(raw, original, now=NOW + 100)
+    return validation.validate_refreshed_id_token(providers.get(), raw, original, now=NOW + 100)
 
 
 @pytest.mark.parametrize(
@@ -433,7 +433,7 @@ def logout_token(key: jwk.JWK, typ: Any = "logout+jwt", **changes: Any) -> str:
 
 
 def validate_logout(key: jwk.JWK, typ: Any = "logout+jwt", **changes: Any) -> dict[str, Any]:
-    return validation.validate_logout_token(logout_token(key, typ, **changes), now=NOW)
+    return validation.validate_logout_token(providers.get(), logout_token(key, typ, **changes), now=NOW)
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
-from oauth_client import checks, discovery
+from oauth_client import checks, discovery, providers
 from oauth_client.exceptions import ConfigurationError
 from oauth_client.models import OAuthSession
 from tests.browser import Browser
@@ -50,16 +50,16 @@ def test_plain_http_endpoint_from_discovery_is_refused(settings, endpoint):
     with StubServer() as stub:
         configure(settings, stub_provider(stub, **{endpoint: f"http://idp.example.com/{endpoint}"}))
         with pytest.raises(ConfigurationError, match=endpoint):
-            discovery.get_metadata()
+            discovery.get_metadata(providers.get())
         settings.DEBUG = True  # development against a provider on another machine: allowed
         cache.clear()
-        assert discovery.get_metadata()[endpoint] == f"http://idp.example.com/{endpoint}"
+        assert discovery.get_metadata(providers.get())[endpoint] == f"http://idp.example.com/{endpoint}"
 
 
 def test_https_and_loopback_endpoints_are_accepted(settings):
     with StubServer() as stub:
         configure(settings, stub_provider(stub, revocation_endpoint="https://idp.example.com/revoke"))
-        assert discovery.get_metadata()["token_endpoint"].startswith("http://127.0.0.1:")
+        assert discovery.get_metadata(providers.get())["token_endpoint"].startswith("http://127.0.0.1:")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -76,7 +76,7 @@ def test_system_check_reports_cached_plain_http_endpoints(settings):
         issuer = stub_provider(stub, userinfo_endpoint="http://idp.example.com/userinfo")
         configure(settings, issuer)
         settings.DEBUG = True
-        discovery.get_metadata()  # cached, as a running site would have it
+        discovery.get_metadata(providers.get())  # cached, as a running site would have it
         assert "oauth_client.E013" not in {m.id for m in checks.check_https(None)}
         settings.DEBUG = False
         messages = [m for m in checks.check_https(None) if m.id == "oauth_client.E013"]

@@ -27,7 +27,7 @@ import requests
 from django.conf import settings as django_settings
 from django.db import connection
 
-from oauth_client import discovery, signals
+from oauth_client import discovery, providers, signals
 from oauth_client.models import OAuthSession
 from tests.browser import Browser, forms
 from tests.helpers import active_record, expire_tokens
@@ -200,7 +200,7 @@ def test_no_secret_in_logs_pages_cookies_urls_or_database(site, debug_logs):
         assert not leaks(text), f"{leaks(text)} in a {level} record of {name}: {text[:300]}"
 
     # -- response bodies and headers ------------------------------------------------------------------------
-    end_session_endpoint = discovery.get_metadata()["end_session_endpoint"]
+    end_session_endpoint = discovery.get_metadata(providers.get())["end_session_endpoint"]
     hinted = 0
     for r in responses:
         body = r.text
