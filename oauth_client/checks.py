@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
@@ -110,6 +111,27 @@ def checked_providers() -> list[Provider]:
     return provider_setting_problems()[0]
 
 
+def _leads_to_own_callback(provider: Provider) -> bool:
+    """Whether the provider's REDIRECT_URI reaches its own callback view (as the site's URLconf resolves the path;
+    a site mounted under a prefix is given the benefit of the doubt)."""
+    from django.urls import Resolver404, resolve
+
+    path = urlsplit(str(provider.REDIRECT_URI)).path
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return True  # e.g. a SCRIPT_NAME prefix the URLconf does not see
+    if match.url_name != "callback" or "oauth_client" not in match.namespaces:
+        return False
+    named = match.kwargs.get("provider")
+    if named is not None:
+        return bool(named == provider.name)
+    try:
+        return providers.get(None).name == provider.name
+    except (LookupError, ConfigurationError):
+        return False
+
+
 @register(TAG)
 def check_providers_setting(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
@@ -137,6 +159,17 @@ def check_providers_setting(app_configs: Any, **kwargs: Any) -> list[CheckMessag
                     "authorization response is accepted only at the callback of the provider it came from "
                     "(mix-up defence, RFC 9700 section 4.4). Leave REDIRECT_URI empty to build it from requests.",
                     id="oauth_client.E017",
+                )
+            )
+    for provider in found:
+        if provider.REDIRECT_URI and not _leads_to_own_callback(provider):
+            messages.append(
+                Warning(
+                    f"The REDIRECT_URI of provider {provider.name!r}, {provider.REDIRECT_URI!r}, is not its own "
+                    "callback: every answer arriving there will be refused as meant for another provider.",
+                    hint="Point it at that provider's callback (/oauth/callback/<name>/, or /oauth/callback/ for the "
+                    "provider named 'default' or a site's only provider), or leave it empty.",
+                    id="oauth_client.W018",
                 )
             )
     if oauth_settings.PROVIDERS:

@@ -490,8 +490,12 @@ class TokenStore:
             ms = int(oauth_settings.LOCK_TIMEOUT * 1000)
             idle_ms = int((2 * oauth_settings.HTTP_RETRY_BUDGET + 5) * 1000)
             with connection.cursor() as cursor:
-                cursor.execute(f"SET LOCAL lock_timeout = {ms}")
-                cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}")
+                # Both as SET LOCAL (is_local = true), in one round trip.
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true), "
+                    "set_config('idle_in_transaction_session_timeout', %s, true)",
+                    [f"{ms}ms", f"{idle_ms}ms"],
+                )
 
     @sensitive_variables()
     def call_provider(self, attempt: RefreshAttempt) -> TokenResponse | None:

@@ -297,8 +297,11 @@ def test_an_invalid_providers_setting_is_a_check_error_not_a_crash(production, e
 def test_two_providers_with_one_redirect_uri_is_an_error(production):
     uri = "https://site.example.com/oauth/callback/"
     production.OAUTH_CLIENT = several(corp={**CORP, "REDIRECT_URI": uri}, partner={**PARTNER, "REDIRECT_URI": uri})
-    [error] = messages()
-    assert error.id == "oauth_client.E017" and "'corp', 'partner'" in error.msg
+    found = messages()
+    [error] = [m for m in found if m.id == "oauth_client.E017"]
+    assert "'corp', 'partner'" in error.msg
+    # And it is neither one's own callback (/oauth/callback/ serves only a provider named "default").
+    assert {m.id for m in found} == {"oauth_client.E017", "oauth_client.W018"}
 
 
 def test_top_level_provider_keys_are_ignored_with_providers(production):
@@ -354,3 +357,27 @@ class MyAuthMiddleware(AuthenticationMiddleware):
 
 class MyOAuthMiddleware(OAuthSessionMiddleware):
     pass
+
+
+def test_a_redirect_uri_that_is_not_the_providers_own_callback_is_reported(settings):
+    """Safe (the answer is refused as meant for another provider) but every sign-in with it would fail."""
+    from oauth_client.checks import check_providers_setting
+
+    base = {"ISSUER": "https://a.example/", "CLIENT_ID": "a", "CLIENT_SECRET": "b"}
+    settings.OAUTH_CLIENT = {
+        "PROVIDERS": {
+            "default": {**base, "REDIRECT_URI": "https://site.example/oauth/callback/"},
+            "partner": {
+                **base,
+                "ISSUER": "https://p.example/",
+                "REDIRECT_URI": "https://site.example/oauth/callback/x/",
+            },
+            "corp": {
+                **base,
+                "ISSUER": "https://c.example/",
+                "REDIRECT_URI": "https://site.example/oauth/callback/corp/",
+            },
+        }
+    }
+    found = [m for m in check_providers_setting(None) if m.id == "oauth_client.W018"]
+    assert len(found) == 1 and "'partner'" in found[0].msg
