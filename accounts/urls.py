@@ -10,4 +10,5 @@ urlpatterns = [
     path("account/", views.profile, name="profile"),
     path("account/sensitive/", views.sensitive, name="sensitive"),
     path("account/sessions/", SessionListView.as_view(), name="sessions"),
+    path("account/userinfo.json", views.userinfo_json, name="userinfo_json"),
 ]

@@ -6,9 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import requests
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -18,6 +19,8 @@ from oauth_client import (
     OAuthClientError,
     TokenRefreshUnavailable,
     api_session,
+    asession_provider_metadata,
+    async_api_client,
     get_tokens,
     oauth_login_required,
     refresh_tokens,
@@ -107,3 +110,20 @@ def sensitive(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Your display name was changed."))
         return redirect("accounts:sensitive")
     return render(request, "accounts/sensitive.html", {"form": form, "tokens": get_tokens(request)})
+
+
+@oauth_login_required
+async def userinfo_json(request: HttpRequest) -> HttpResponse:
+    """An async view: the provider's userinfo for this session, fetched with the async client (which refreshes once
+    and retries on a 401 invalid_token). Under ASGI it makes no blocking call on the event loop."""
+    endpoint = (await asession_provider_metadata(request)).get("userinfo_endpoint")
+    if not endpoint:
+        return JsonResponse({"error": "no_userinfo_endpoint"}, status=404)
+    try:
+        async with async_api_client(request) as client:
+            response = await client.get(endpoint)
+    except httpx.HTTPError:
+        return JsonResponse({"error": "temporarily_unavailable"}, status=503)
+    if response.status_code != 200:
+        return JsonResponse({"error": "userinfo_failed", "status": response.status_code}, status=502)
+    return JsonResponse(response.json())

@@ -11,6 +11,7 @@ import copy
 import math
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -194,6 +195,33 @@ def gunicorn_site(database_url: str, env: dict[str, str], workers: int = 4) -> I
                 log.seek(0)
                 output = log.read()[-3000:].decode(errors="replace")
                 raise RuntimeError(f"the site under gunicorn {failure}:\n{output}")
+            yield url
+        finally:
+            stop_process_group(proc, timeout=20)
+
+
+@contextlib.contextmanager
+def uvicorn_site(database_url: str, env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """The site under uvicorn (ASGI, `project.asgi:application`) in `workers` processes; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> None:
+        requests.get(url + "/", timeout=5)
+
+    command = [sys.executable, "-m", "uvicorn", "project.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers), "--no-access-log"]
+    with tempfile.TemporaryFile() as log:
+        site_env = {**os.environ, **env, "DATABASE_URL": database_url}
+        proc = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=site_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            failure = wait_until_ready(proc, answers, 60)
+            if failure:
+                stop_process_group(proc)
+                log.seek(0)
+                raise RuntimeError(f"the site under uvicorn {failure}:\n{log.read()[-3000:].decode(errors='replace')}")
             yield url
         finally:
             stop_process_group(proc, timeout=20)

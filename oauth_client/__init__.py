@@ -13,8 +13,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from oauth_client import signals
     from oauth_client.api import (
+        AsyncBearerAuth,
         BearerAuth,
+        aget_access_token,
+        aget_tokens,
         api_session,
+        asession_provider_metadata,
+        async_api_client,
         get_access_token,
         get_tokens,
         provider_metadata,
@@ -39,6 +44,11 @@ _EXPORTS = {
     "api_session": "oauth_client.api",
     "BearerAuth": "oauth_client.api",
     "provider_metadata": "oauth_client.api",
+    "aget_tokens": "oauth_client.api",
+    "aget_access_token": "oauth_client.api",
+    "asession_provider_metadata": "oauth_client.api",
+    "AsyncBearerAuth": "oauth_client.api",
+    "async_api_client": "oauth_client.api",
     "session_provider_metadata": "oauth_client.api",
     "oauth_login_required": "oauth_client.decorators",
     "refresh_tokens": "oauth_client.decorators",

@@ -3,11 +3,12 @@ calls APIs with them (refreshing once, through the same locked path, when an API
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+import httpx
 import requests
 from django.http import HttpRequest
 from django.utils import timezone
@@ -16,7 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth_client import discovery, providers
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ReauthenticationRequired
-from oauth_client.store import TokenSet, token_store
+from oauth_client.store import TokenSet, in_worker_thread, token_store
 
 _SENT_AT = "_oauth_sent_at"
 _RETRIED = "_oauth_retried"
@@ -127,3 +128,71 @@ def api_session(request: HttpRequest) -> requests.Session:
     s.auth = BearerAuth(request)
     s.headers["Accept"] = "application/json"
     return s
+
+
+# --- async (ASGI): the same API for `async def` views ------------------------------------------------------------
+
+
+async def aget_tokens(request: HttpRequest) -> TokenSet:
+    """`get_tokens` for async views: fresh tokens cost Django's async session and ORM reads only; a refresh runs in
+    a worker thread with its own connection (the same row lock, one refresh per expiry), never on the event loop."""
+    if not (await request.auser()).is_authenticated:
+        raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
+    return TokenSet.from_record(await token_store().aensure_fresh(request))
+
+
+async def aget_access_token(request: HttpRequest) -> str:
+    """`get_access_token` for async views."""
+    return (await aget_tokens(request)).access_token
+
+
+async def asession_provider_metadata(request: HttpRequest) -> Mapping[str, Any]:
+    """`session_provider_metadata` for async views (a discovery fetch, when the cache has none, runs in a worker
+    thread)."""
+    provider = providers.for_record(await token_store().aensure_fresh(request))
+    return MappingProxyType(await in_worker_thread(discovery.get_metadata, provider))
+
+
+def _invalid_token_httpx(response: httpx.Response) -> bool:
+    challenge = response.headers.get("WWW-Authenticate", "")
+    return response.status_code == 401 and challenge.lower().startswith("bearer") and "invalid_token" in challenge
+
+
+class AsyncBearerAuth(httpx.Auth):
+    """`BearerAuth` for `httpx.AsyncClient`: `Authorization: Bearer <access token>` for the signed-in user of
+    `request`; on `401` with `WWW-Authenticate: Bearer error="invalid_token"` it refreshes once (through the locked
+    store path, unless another request already refreshed after this one sent its token) and retries once."""
+
+    requires_request_body = True  # the body is kept, so the retry can send it again
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.request = request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("AsyncBearerAuth is for httpx.AsyncClient; use api_session() in sync code")
+
+    @sensitive_variables()
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        sent_at = timezone.now()
+        request.headers["Authorization"] = f"Bearer {await aget_access_token(self.request)}"
+        response = yield request
+        if not _invalid_token_httpx(response):
+            return
+        record = await token_store().aload(self.request)
+        if record is None or not record.has_refresh_token:
+            return  # nothing to refresh with: the caller sees the 401
+        await response.aread()
+        await token_store().aensure_fresh(self.request, force_since=sent_at)
+        request.headers["Authorization"] = f"Bearer {await aget_access_token(self.request)}"
+        yield request
+
+
+def async_api_client(request: HttpRequest) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` for calling APIs as the signed-in user from async views: `AsyncBearerAuth`, JSON
+    accepted, OAUTH_CLIENT['HTTP_TIMEOUT'] as the timeout. Use it as `async with async_api_client(request) as c:`."""
+    connect, read = oauth_settings.HTTP_TIMEOUT
+    return httpx.AsyncClient(
+        auth=AsyncBearerAuth(request),
+        headers={"Accept": "application/json"},
+        timeout=httpx.Timeout(read, connect=connect),
+    )

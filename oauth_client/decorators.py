@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import timedelta
+from inspect import iscoroutinefunction
 from typing import Any, TypeVar, overload
 
 from django.http import HttpRequest, HttpResponse
@@ -17,7 +18,7 @@ from django.utils import timezone
 from oauth_client.exceptions import ReauthenticationRequired
 from oauth_client.store import SESSION_KEY, token_store
 
-View = TypeVar("View", bound=Callable[..., HttpResponse])
+View = TypeVar("View", bound=Callable[..., Any])  # sync or async views
 
 
 def signed_in(request: HttpRequest) -> bool:
@@ -32,8 +33,29 @@ def require_sign_in(request: HttpRequest) -> None:
         raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
 
 
+async def asigned_in(request: HttpRequest) -> bool:
+    """`signed_in` for async code."""
+    user = await request.auser()
+    return bool(user.is_authenticated and await request.session.ahas_key(SESSION_KEY))
+
+
+async def arequire_sign_in(request: HttpRequest) -> None:
+    """`require_sign_in` for async code."""
+    if not await asigned_in(request):
+        raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
+
+
 def oauth_login_required(view: View) -> View:
-    """Like `login_required`, but the session must be an OIDC session with tokens (sends others to sign in)."""
+    """Like `login_required`, but the session must be an OIDC session with tokens (sends others to sign in).
+    Works on `async def` views too."""
+    if iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            await arequire_sign_in(request)
+            return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
+
+        return async_wrapper  # type: ignore[return-value]
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -54,6 +76,14 @@ def refresh_before(request: HttpRequest, max_age: int | None = None) -> None:
     token_store().ensure_fresh(request, force_since=since)
 
 
+async def arefresh_before(request: HttpRequest, max_age: int | None = None) -> None:
+    """`refresh_before` for async code (the refresh itself runs in a worker thread, off the event loop)."""
+    await arequire_sign_in(request)
+    started = getattr(request, "oauth_request_started", None) or timezone.now()
+    since = timezone.now() - timedelta(seconds=max_age) if max_age is not None else started
+    await token_store().aensure_fresh(request, force_since=since)
+
+
 @overload
 def refresh_tokens(view: View, *, max_age: int | None = None) -> View: ...
 @overload
@@ -66,6 +96,17 @@ def refresh_tokens(view: View | None = None, *, max_age: int | None = None) -> V
     """
 
     def decorator(func: View) -> View:
+        if iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                await arefresh_before(request, max_age=max_age)
+                return await func(request, *args, **kwargs)  # type: ignore[no-any-return]
+
+            async_wrapper.oauth_refresh_tokens = True  # type: ignore[attr-defined]
+            async_wrapper.oauth_refresh_max_age = max_age  # type: ignore[attr-defined]
+            return async_wrapper  # type: ignore[return-value]
+
         @functools.wraps(func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             # OAuthSessionMiddleware.process_view has normally refreshed already (outside ATOMIC_REQUESTS): then

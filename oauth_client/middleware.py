@@ -9,6 +9,7 @@ lock (see `TokenStore.refresh`) before the view runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from inspect import iscoroutinefunction, markcoroutinefunction
 from typing import Any
 
 from django.contrib import messages
@@ -20,14 +21,24 @@ from django.utils.translation import gettext as _
 from oauth_client import responses
 from oauth_client.decorators import refresh_before, sensitive_refresh
 from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
-from oauth_client.store import SESSION_KEY, token_store
+from oauth_client.store import SESSION_KEY, in_worker_thread, token_store
 
 
 class OAuthSessionMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    # Both modes (Django's middleware protocol): under ASGI a request with fresh tokens makes no blocking call on the
+    # event loop; the locked refresh runs in a worker thread with its own connection (TokenStore.aensure_fresh).
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
         request.oauth_request_started = timezone.now()  # type: ignore[attr-defined]
         try:
             self.keep_fresh(request)
@@ -37,6 +48,27 @@ class OAuthSessionMiddleware:
             response = self.get_response(request)
         token_store().follow_session_key(request)
         return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        request.oauth_request_started = timezone.now()  # type: ignore[attr-defined]
+        try:
+            await self.akeep_fresh(request)
+        except (ReauthenticationRequired, TokenRefreshUnavailable) as exc:
+            response = await in_worker_thread(self.answer, request, exc)
+        else:
+            response = await self.get_response(request)
+        await token_store().afollow_session_key(request)
+        return response
+
+    async def akeep_fresh(self, request: HttpRequest) -> None:
+        if not await request.session.ahas_key(SESSION_KEY):
+            return
+        store = token_store()
+        if store.hint_is_fresh(request):  # the session is loaded by now: no I/O
+            await store.atouch(request)
+            return
+        # Due (or a session without a hint yet): the sync path, with its row lock, off the event loop.
+        await in_worker_thread(self.keep_fresh, request)
 
     def keep_fresh(self, request: HttpRequest) -> None:
         # Sessions without our key (anonymous, or staff signed in with a password) are not ours to manage.

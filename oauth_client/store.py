@@ -25,6 +25,7 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ValidationError
@@ -151,6 +152,20 @@ def session_store(session_key: str) -> Any:
 _short_lifetimes_logged: set[str] = set()
 
 
+async def in_worker_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Await `func` run in a worker thread of its own database connections (closed when it is done), never on
+    the event loop and never in the one thread Django's async ORM shares: a refresh waiting on a slow provider
+    holds up nobody else's request."""
+
+    def work() -> T:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    return await sync_to_async(work, thread_sensitive=False)()
+
+
 def run_in_own_connection(func: Callable[..., T], *args: Any) -> T:
     """Run `func` in a worker thread, which has its own database connections (closed when it is done), and return
     its result or raise its exception here."""
@@ -231,6 +246,67 @@ class TokenStore:
             return self.model.objects.using(self.db_for_read()).get(pk=record_id, ended_at__isnull=True)
         except (self.model.DoesNotExist, ValidationError, ValueError):
             return None
+
+    async def aget(self, record_id: Any) -> OAuthSession | None:
+        """`get` for async code: Django's async ORM."""
+        try:
+            return await self.model.objects.using(self.db_for_read()).aget(pk=record_id, ended_at__isnull=True)
+        except (self.model.DoesNotExist, ValidationError, ValueError):
+            return None
+
+    async def aload(self, request: HttpRequest) -> OAuthSession | None:
+        """`load` for async code: the session, the user and the record read through Django's async APIs."""
+        if hasattr(request, _CACHED_RECORD):
+            return getattr(request, _CACHED_RECORD)
+        session = getattr(request, "session", None)
+        record_id = await session.aget(SESSION_KEY) if session is not None else None
+        record = None
+        if record_id:
+            user = await request.auser()
+            if user.is_authenticated:
+                record = await self.aget(record_id)
+                if record is not None and record.user_id != user.pk:
+                    record = None
+        if record is None:
+            setattr(request, _CACHED_RECORD, None)
+        else:
+            self.remember(request, record)  # the session is loaded by now: no I/O
+        return record
+
+    async def aensure_fresh(self, request: HttpRequest, *, force_since: datetime | None = None) -> OAuthSession:
+        """`ensure_fresh` for async code. Fresh tokens cost the async reads only; a refresh (or the answer for an
+        ended session) needs a transaction, which Django's ORM offers in sync code only, so it runs in a worker
+        thread with its own connection, with the same row lock and the same exactly-one-refresh guarantee."""
+        record = await self.aload(request)
+        if record is not None and not self.is_due(record, timezone.now(), force_since):
+            return record
+        return await in_worker_thread(self.ensure_fresh, request, force_since=force_since)
+
+    async def atouch(self, request: HttpRequest) -> None:
+        """`touch` for async code."""
+        now = timezone.now()
+        seen = await request.session.aget(SEEN_AT_KEY)
+        if isinstance(seen, int) and _epoch(now) - seen < oauth_settings.LAST_SEEN_INTERVAL:
+            return
+        if not (await request.auser()).is_authenticated:
+            return
+        record_id = await request.session.aget(SESSION_KEY)
+        if not record_id:
+            return
+        await self.model.objects.using(self.db_for_write()).filter(pk=record_id).aupdate(last_seen_at=now)
+        await request.session.aset(SEEN_AT_KEY, _epoch(now))
+
+    async def afollow_session_key(self, request: HttpRequest) -> None:
+        """`follow_session_key` for async code."""
+        session = getattr(request, "session", None)
+        key = session.session_key if session is not None else None
+        if session is None or not key or await session.aget(BOUND_KEY) == key:
+            return
+        record_id = await session.aget(SESSION_KEY)
+        if not record_id:
+            return
+        await self.model.objects.using(self.db_for_write()).filter(pk=record_id).aupdate(session_key=key)
+        await session.aset(BOUND_KEY, key)
 
     def load(self, request: HttpRequest) -> OAuthSession | None:
         """This request's active record: read on first use, then cached on the request (as `request.user` is)."""

@@ -15,6 +15,8 @@ from oauth_client import (
     OAuthLoginRequiredMixin,
     RefreshTokensMixin,
     UserRejected,
+    aget_access_token,
+    aget_tokens,
     get_access_token,
     get_tokens,
     oauth_login_required,
@@ -122,7 +124,29 @@ def bare_token_view(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"token_length": len(get_access_token(request))})
 
 
+@oauth_login_required
+async def async_whoami(request: HttpRequest) -> HttpResponse:
+    tokens = await aget_tokens(request)
+    return JsonResponse({"sub": tokens.claims["sub"], "refreshed": tokens.last_refreshed_at is not None})
+
+
+class AsyncWhoAmI(OAuthLoginRequiredMixin, View):
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"token_length": len(await aget_access_token(request))})
+
+
+@refresh_tokens
+async def async_sensitive(request: HttpRequest) -> HttpResponse:
+    tokens = await aget_tokens(request)
+    return JsonResponse(
+        {"last_refreshed_at": tokens.last_refreshed_at.isoformat() if tokens.last_refreshed_at else None}
+    )
+
+
 urlpatterns = [
+    path("ext/async-whoami/", async_whoami),
+    path("ext/async-cbv/", AsyncWhoAmI.as_view()),
+    path("ext/async-sensitive/", async_sensitive),
     path("ext/whoami/", WhoAmI.as_view()),
     path("ext/sensitive/", SensitiveAction.as_view()),
     path("ext/token/", bare_token_view),

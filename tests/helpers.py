@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
 import requests
@@ -61,3 +65,34 @@ def revoke_at_provider(provider, token: str) -> None:
 
 def active_record() -> OAuthSession:
     return OAuthSession.objects.get(ended_at__isnull=True)
+
+
+def expire_access_token_at_provider(provider, token: str) -> None:
+    """The provider now considers the access token expired (earlier than it announced); the refresh token stays
+    valid. (Revoking the access token at DOT's revoke endpoint would revoke the refresh token too.)"""
+    past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    checksum = hashlib.sha256(token.encode()).hexdigest()
+    conn = sqlite3.connect(provider.database_path, timeout=20)
+    try:
+        updated = conn.execute(
+            "UPDATE oauth2_provider_accesstoken SET expires = ? WHERE token = ? OR token_checksum = ?",
+            (past, token, checksum),
+        ).rowcount
+        conn.commit()
+    finally:
+        conn.close()
+    assert updated == 1
+
+
+def stampede(urls: list[str], cookies, n: int) -> list[requests.Response]:
+    """n requests of one session at once, spread over the servers, released together by a barrier."""
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> requests.Response:
+        s = requests.Session()
+        s.cookies.update(cookies)
+        barrier.wait(timeout=30)
+        return s.get(urls[i % len(urls)], headers={"Accept": "text/html"}, allow_redirects=False, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(one, range(n)))

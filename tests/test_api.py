@@ -4,12 +4,9 @@ provider's userinfo endpoint, including 401 invalid_token → one refresh → on
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import sqlite3
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -35,7 +32,7 @@ from oauth_client.models import OAuthSession
 from tests.browser import Browser
 from tests.conftest import client_settings, requires_postgres
 from tests.faults import FaultServer, closed_port_url
-from tests.helpers import active_record, expire_tokens, use_token_endpoint
+from tests.helpers import active_record, expire_access_token_at_provider, expire_tokens, use_token_endpoint
 from tests.stub_server import Answer, StubServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,23 +46,6 @@ def request_for(browser: Browser) -> HttpRequest:
     request.session = SessionStore(browser.cookies.get("sessionid"))
     request.user = get_user(request)
     return request
-
-
-def expire_access_token_at_provider(provider, token: str) -> None:
-    """The provider now considers the access token expired (earlier than it announced); the refresh token stays
-    valid. (Revoking the access token at DOT's revoke endpoint would revoke the refresh token too.)"""
-    past = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    checksum = hashlib.sha256(token.encode()).hexdigest()
-    conn = sqlite3.connect(provider.database_path, timeout=20)
-    try:
-        updated = conn.execute(
-            "UPDATE oauth2_provider_accesstoken SET expires = ? WHERE token = ? OR token_checksum = ?",
-            (past, token, checksum),
-        ).rowcount
-        conn.commit()
-    finally:
-        conn.close()
-    assert updated == 1
 
 
 def userinfo_table(html: str) -> str:

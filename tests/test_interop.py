@@ -9,9 +9,7 @@ Grants, revocations and back-channel deliveries are counted at the provider, thr
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +21,7 @@ from bench import harness
 from oauth_client.models import OAuthSession
 from tests.browser import Browser, forms
 from tests.conftest import Site, requires_postgres
-from tests.helpers import active_record, expire_tokens
+from tests.helpers import active_record, expire_tokens, stampede
 from tests.node_provider import NodeProvider
 from tests.provider import EmbeddedProvider
 
@@ -328,20 +326,6 @@ def two_gunicorn_sites(node_site: Site) -> Iterator[list[str]]:
     }
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(harness.gunicorn_site(database_url, env, workers=2)) for _ in range(2)]
-
-
-def stampede(urls: list[str], cookies, n: int) -> list[requests.Response]:
-    """n requests of one session at once, spread over the servers, released together by a barrier."""
-    barrier = threading.Barrier(n)
-
-    def one(i: int) -> requests.Response:
-        s = requests.Session()
-        s.cookies.update(cookies)
-        barrier.wait(timeout=30)
-        return s.get(urls[i % len(urls)], headers={"Accept": "text/html"}, allow_redirects=False, timeout=60)
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(one, range(n)))
 
 
 @requires_postgres
