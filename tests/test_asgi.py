@@ -5,7 +5,11 @@ PostgreSQL only: the server is another process and must see the test database.""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
@@ -14,7 +18,9 @@ from bench import harness
 from oauth_client.models import OAuthSession
 from tests.browser import Browser
 from tests.conftest import Site, requires_postgres
-from tests.helpers import expire_tokens, stampede
+from tests.faults import RelayServer
+from tests.helpers import clear_due_hints, expire_tokens, stampede
+from tests.stub_server import Answer, Seen
 
 pytestmark = [pytest.mark.django_db(transaction=True), requires_postgres]
 
@@ -89,3 +95,68 @@ def test_forty_concurrent_requests_over_two_uvicorn_servers_make_one_grant(site:
     assert site.provider.count_refresh_tokens() == issued + 1
     record = OAuthSession.objects.get(ended_at__isnull=True)
     assert record.refresh_count == 1 and not site.provider.is_refresh_token_revoked(record.refresh_token)
+
+
+class SlowTokenEndpoint(RelayServer):
+    """A forward proxy to the provider whose token endpoint answers `delay` seconds late once `slow` is set."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        super().__init__(upstream)
+        self.delay, self.slow = delay, threading.Event()
+        self.default = self._maybe_slow
+
+    def _maybe_slow(self, seen: Seen) -> Answer:
+        if self.slow.is_set() and urlsplit(seen.path).path.endswith("/token/"):
+            time.sleep(self.delay)
+        return self._relay(seen)
+
+
+def test_a_slow_refresh_does_not_hold_up_another_persons_request(site: Site):
+    """One uvicorn worker: while one person's refresh waits on a token endpoint that answers 2.5 s late, another
+    signed-in person's request is answered in well under that: the refresh waits in a worker thread, not on the
+    event loop nor in Django's shared sync thread."""
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    provider = site.provider
+    with SlowTokenEndpoint(provider.base_url, delay=2.5) as proxy:
+        env = {
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "OIDC_ISSUER": provider.issuer,
+            "OIDC_CLIENT_ID": provider.client_id,
+            "OIDC_CLIENT_SECRET": provider.client_secret,
+            "OIDC_REVOCATION_ENDPOINT": f"{provider.base_url}/o/revoke_token/",
+            "HTTP_PROXY": proxy.url,
+            "http_proxy": proxy.url,
+            "NO_PROXY": "",
+            "no_proxy": "",
+        }
+        with harness.uvicorn_site(database_url, env, workers=1) as url:
+            waiting, other = Browser(), Browser()
+            for browser in (waiting, other):
+                resp = browser.sign_in(url, provider.username, provider.password, "/account/")
+                assert resp.status_code == 200
+            assert other.get(url + "/").status_code == 200
+            waiting_record = OAuthSession.objects.get(session_key=waiting.cookies.get("sessionid"))
+            past = waiting_record.created_at - timedelta(seconds=1)
+            OAuthSession.objects.filter(pk=waiting_record.pk).update(access_expires_at=past, id_token_expires_at=past)
+            clear_due_hints()
+            proxy.slow.set()
+
+            result: dict[str, float | int] = {}
+
+            def refresh() -> None:
+                started = time.monotonic()
+                result["status"] = waiting.get(url + "/", allow_redirects=False, timeout=30).status_code
+                result["seconds"] = time.monotonic() - started
+
+            thread = threading.Thread(target=refresh)
+            thread.start()
+            time.sleep(0.5)  # the refresh is now waiting on the token endpoint
+            started = time.monotonic()
+            assert other.get(url + "/", allow_redirects=False, timeout=30).status_code == 200
+            other_seconds = time.monotonic() - started
+            thread.join(timeout=30)
+    assert result["status"] == 200 and result["seconds"] >= 2.5
+    assert other_seconds < 1.0, other_seconds
+    assert OAuthSession.objects.get(pk=waiting_record.pk).refresh_count == 1
