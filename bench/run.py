@@ -9,6 +9,8 @@
    refresh grants counted at the provider. Target 1 per round.
 3. Extra latency of a refreshing request over the provider's own token-endpoint time (its access log).
    Target ≤ 10 ms.
+4. Under uvicorn (ASGI): the signed-in page that reads no tokens, OAuth vs plain (throughput ratio, same run), and,
+   with one worker, the latency of a plain page while a burst of sessions refresh at once (event-loop lag).
 
 Method and results: docs/benchmarks.md. Loopback only; every phase is bounded in time or count.
 """
@@ -246,6 +248,64 @@ def bench_stampede(
     return results
 
 
+# --- (4) under ASGI (uvicorn) ---------------------------------------------------------------------------------
+
+
+def bench_asgi(
+    database_url: str, env: dict[str, str], oauth_sid: str, plain_sid: str, sessions: list[Any], args: Any
+) -> dict[str, Any]:
+    """Under uvicorn: (a) the signed-in page that reads no tokens, OAuth vs plain, throughput over HTTP (same run,
+    alternating); (b) with one worker (one event loop), the latency of a plain page while a burst of sessions
+    refresh at once, against the same page idle."""
+    result: dict[str, Any] = {}
+    with harness.uvicorn_site(database_url, env, workers=args.workers) as url:
+        rates: dict[str, list[float]] = {"oauth": [], "plain": []}
+        variants = {"oauth": ("/bench/oauth-home/", oauth_sid), "plain": ("/bench/plain-home/", plain_sid)}
+        for path, sid in variants.values():
+            http_throughput(url + path, sid, 1.0, 8)
+        for r in range(args.rounds):
+            for name in ["oauth", "plain"] if r % 2 == 0 else ["plain", "oauth"]:
+                path, sid = variants[name]
+                rates[name].append(http_throughput(url + path, sid, args.seconds, 8)[0])
+        result["oauth_rps"], result["plain_rps"] = (sum(rates[n]) / args.rounds for n in ("oauth", "plain"))
+        result["ratio"] = result["oauth_rps"] / result["plain_rps"]
+    with harness.uvicorn_site(database_url, env, workers=1) as url:
+        probe = requests.Session()
+        probe.cookies.set("sessionid", plain_sid, domain="127.0.0.1")
+
+        def latencies(n: int) -> list[float]:
+            out = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                probe.get(url + "/bench/plain-home/", timeout=HTTP_TIMEOUT)
+                out.append(time.perf_counter() - t0)
+            return out
+
+        latencies(5)
+        idle = latencies(20)
+        for record_pk in sessions:
+            expire(record_pk)
+        done = threading.Event()
+        during: list[float] = []
+
+        def burst() -> None:
+            with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+                list(pool.map(lambda b: b.get(url + "/bench/oauth-profile/", timeout=HTTP_TIMEOUT), browsers_of))
+            done.set()
+
+        browsers_of = args.burst_browsers
+        thread = threading.Thread(target=burst)
+        thread.start()
+        while not done.is_set():
+            during.extend(latencies(1))
+        thread.join()
+        result["idle_ms"] = harness.median(idle) * 1000
+        result["burst_ms"] = harness.median(during) * 1000
+        result["burst_max_ms"] = max(during) * 1000 if during else float("nan")
+        result["burst_samples"] = len(during)
+    return result
+
+
 # --- (3) the refresh's own cost -------------------------------------------------------------------------------
 
 
@@ -298,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stampedes", type=int, default=5, help="(2) rounds")
     parser.add_argument("--samples", type=int, default=40, help="(3) refreshing requests measured")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--burst", type=int, default=20, help="(4) sessions refreshing at once under uvicorn; 0: skip")
     args = parser.parse_args(argv)
 
     database_url = harness.bench_database_url()
@@ -365,6 +426,20 @@ def main(argv: list[str] | None = None) -> int:
                     f" − token endpoint {o['provider_ms']:.1f} ms = extra {o['extra_ms']:.1f} ms"
                     f" (p90 {o['extra_p90_ms']:.1f} ms; target ≤ 10 ms; {o['samples']} samples,"
                     f" {o['skipped']} skipped)"
+                )
+            if args.burst:
+                browsers = harness.sign_in_many(site_url, [account], args.burst)
+                burst_records = [OAuthSession.objects.get(session_key=b.cookies.get("sessionid")).pk for b in browsers]
+                args.burst_browsers = browsers
+                a = bench_asgi(database_url, env, oauth_sid, plain_sid, burst_records, args)
+                print(f"\n(4) under uvicorn ×{args.workers}: a signed-in page that reads no tokens, OAuth vs plain")
+                print(
+                    f"    HTTP, 8 clients: {a['oauth_rps']:.0f} vs {a['plain_rps']:.0f} req/s → ratio {a['ratio']:.3f}"
+                )
+                print(
+                    f"    one worker, a plain page while {args.burst} sessions refresh at once: median"
+                    f" {a['burst_ms']:.1f} ms (max {a['burst_max_ms']:.1f}; {a['burst_samples']} samples)"
+                    f" vs {a['idle_ms']:.1f} ms idle"
                 )
         finally:
             provider.stop()
