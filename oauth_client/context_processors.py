@@ -19,14 +19,14 @@ from oauth_client.views import login_choices
 
 
 def providers(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return {"oauth_login_choices": []}  # first: a signed-in page needs nothing more from here
     try:
         several = configured.several()
     except ConfigurationError:
         return {"oauth_login_choices": []}  # a bad PROVIDERS setting: check E016 says so; pages still render
     if not several:
-        return {"oauth_login_choices": []}
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
         return {"oauth_login_choices": []}
     match = getattr(request, "resolver_match", None)
     # Not back to one of the app's own pages: the chooser itself, or a callback whose query holds a spent code.

@@ -356,6 +356,8 @@ class TokenStore:
             self.forget(request)
             raise
         self.remember(request, record)
+        if record.last_seen_at >= now:  # the refresh wrote last-seen too: no separate write for it this request
+            request.session[SEEN_AT_KEY] = _epoch(record.last_seen_at)
         return record
 
     def touch(self, request: HttpRequest) -> None:
