@@ -126,4 +126,7 @@ async def userinfo_json(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "temporarily_unavailable"}, status=503)
     if response.status_code != 200:
         return JsonResponse({"error": "userinfo_failed", "status": response.status_code}, status=502)
-    return JsonResponse(response.json())
+    try:
+        return JsonResponse(response.json())
+    except ValueError:  # e.g. a signed userinfo (application/jwt), which this demo does not ask for
+        return JsonResponse({"error": "userinfo_not_json"}, status=502)

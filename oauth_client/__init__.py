@@ -25,7 +25,14 @@ if TYPE_CHECKING:
         provider_metadata,
         session_provider_metadata,
     )
-    from oauth_client.decorators import oauth_login_required, refresh_before, refresh_tokens, signed_in
+    from oauth_client.decorators import (
+        arefresh_before,
+        asigned_in,
+        oauth_login_required,
+        refresh_before,
+        refresh_tokens,
+        signed_in,
+    )
     from oauth_client.exceptions import (
         OAuthClientError,
         ReauthenticationRequired,
@@ -45,6 +52,8 @@ _EXPORTS = {
     "BearerAuth": "oauth_client.api",
     "provider_metadata": "oauth_client.api",
     "aget_tokens": "oauth_client.api",
+    "asigned_in": "oauth_client.decorators",
+    "arefresh_before": "oauth_client.decorators",
     "aget_access_token": "oauth_client.api",
     "asession_provider_metadata": "oauth_client.api",
     "AsyncBearerAuth": "oauth_client.api",

@@ -171,12 +171,14 @@ class AsyncBearerAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("AsyncBearerAuth is for httpx.AsyncClient; use api_session() in sync code")
 
-    @sensitive_variables()
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         sent_at = timezone.now()
         request.headers["Authorization"] = f"Bearer {await aget_access_token(self.request)}"
         response = yield request
-        if not _invalid_token_httpx(response):
+        # Only for an answer to a request that carried the token: httpx drops Authorization on a redirect to another
+        # host, and a 401 from there must not make us refresh (or send a new token anywhere).
+        sent_token = str(response.request.headers.get("Authorization", "")).startswith("Bearer ")
+        if not _invalid_token_httpx(response) or not sent_token:
             return
         record = await token_store().aload(self.request)
         if record is None or not record.has_refresh_token:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
 from oauth_client import providers as configured
 from oauth_client.exceptions import ConfigurationError
@@ -19,16 +20,22 @@ from oauth_client.views import login_choices
 
 
 def providers(request: HttpRequest) -> dict[str, Any]:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return {"oauth_login_choices": []}  # first: a signed-in page needs nothing more from here
+    # Lazy, like Django's own `user` and `messages`: nothing is read (not even the user, which an async view could
+    # not load here) unless the template uses the buttons.
+    return {"oauth_login_choices": SimpleLazyObject(lambda: _choices(request))}
+
+
+def _choices(request: HttpRequest) -> list[dict[str, str]]:
     try:
         several = configured.several()
     except ConfigurationError:
-        return {"oauth_login_choices": []}  # a bad PROVIDERS setting: check E016 says so; pages still render
+        return []  # a bad PROVIDERS setting: check E016 says so; pages still render
     if not several:
-        return {"oauth_login_choices": []}
+        return []
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return []
     match = getattr(request, "resolver_match", None)
     # Not back to one of the app's own pages: the chooser itself, or a callback whose query holds a spent code.
     own_page = match is not None and "oauth_client" in match.namespaces
-    return {"oauth_login_choices": login_choices(None if own_page else request.get_full_path() or None)}
+    return login_choices(None if own_page else request.get_full_path() or None)

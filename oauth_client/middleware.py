@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from oauth_client import responses
-from oauth_client.decorators import refresh_before, sensitive_refresh
+from oauth_client.decorators import arefresh_before, refresh_before, sensitive_refresh
 from oauth_client.exceptions import ReauthenticationRequired, TokenRefreshUnavailable
 from oauth_client.store import SESSION_KEY, in_worker_thread, token_store
 
@@ -35,6 +35,8 @@ class OAuthSessionMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
+            # Django calls an async process_view directly: no thread switch for the views that want no refresh.
+            self.process_view = self.aprocess_view  # type: ignore[method-assign, assignment]
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -106,6 +108,18 @@ class OAuthSessionMiddleware:
             refresh_before(request, max_age=max_age)
         except (ReauthenticationRequired, TokenRefreshUnavailable) as exc:
             return self.answer(request, exc)
+        return None
+
+    async def aprocess_view(
+        self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
+    ) -> HttpResponse | None:
+        wanted, max_age = sensitive_refresh(view_func)
+        if not wanted:
+            return None
+        try:
+            await arefresh_before(request, max_age=max_age)
+        except (ReauthenticationRequired, TokenRefreshUnavailable) as exc:
+            return await in_worker_thread(self.answer, request, exc)
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -16,9 +16,11 @@ when a view reads tokens or the hint says "due", and that read corrects the hint
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
@@ -152,6 +154,13 @@ def session_store(session_key: str) -> Any:
 _short_lifetimes_logged: set[str] = set()
 
 
+@functools.cache
+def _executor() -> ThreadPoolExecutor:
+    # Its own threads (not asyncio's default pool of cpu + 4): refreshes waiting on a slow provider or on a row lock
+    # must not queue up every other refresh of the process behind them.
+    return ThreadPoolExecutor(max_workers=32, thread_name_prefix="oauth-client")
+
+
 async def in_worker_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Await `func` run in a worker thread of its own database connections (closed when it is done), never on
     the event loop and never in the one thread Django's async ORM shares: a refresh waiting on a slow provider
@@ -163,7 +172,7 @@ async def in_worker_thread(func: Callable[..., T], *args: Any, **kwargs: Any) ->
         finally:
             connections.close_all()  # this thread's connections only
 
-    return await sync_to_async(work, thread_sensitive=False)()
+    return await sync_to_async(work, thread_sensitive=False, executor=_executor())()
 
 
 def run_in_own_connection(func: Callable[..., T], *args: Any) -> T:

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import engines
 from django.urls import include, path
 from django.views import View
 
@@ -143,7 +144,14 @@ async def async_sensitive(request: HttpRequest) -> HttpResponse:
     )
 
 
+@oauth_login_required
+async def async_template_page(request: HttpRequest) -> HttpResponse:
+    """An async view that renders a template with the request (so every context processor runs)."""
+    return HttpResponse(engines["django"].from_string("<p>async page {{ 6|add:1 }}</p>").render({}, request))
+
+
 urlpatterns = [
+    path("ext/async-template/", async_template_page),
     path("ext/async-whoami/", async_whoami),
     path("ext/async-cbv/", AsyncWhoAmI.as_view()),
     path("ext/async-sensitive/", async_sensitive),

@@ -93,3 +93,44 @@ def test_the_async_api_client_refreshes_once_on_a_real_invalid_token_and_retries
     assert resp.json()["sub"] == record.subject
     assert site.provider.count_refresh_tokens() == issued + 1
     assert OAuthSession.objects.get(pk=record.pk).refresh_count == 1
+
+
+@pytest.mark.urls("tests.extension")
+def test_an_async_view_renders_templates_with_the_context_processors(site):
+    """The app's context processor is lazy, like Django's own: it reads nothing (not even the user, which cannot be
+    loaded synchronously in an async view) unless the template uses the sign-in buttons."""
+    client = async_client_for(site.signed_in_browser())
+    resp = get(client, "/ext/async-template/")
+    assert resp.status_code == 200 and b"async page 7" in resp.content
+
+
+def test_the_async_client_does_not_refresh_for_a_401_from_a_host_that_never_got_the_token(monkeypatch):
+    """httpx drops Authorization on a redirect to another host; a 401 from there says nothing about our token."""
+    import httpx
+
+    from oauth_client import api
+
+    async def token(request):  # type: ignore[no-untyped-def]
+        return "T1"
+
+    async def no_refresh(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("must not refresh")
+
+    monkeypatch.setattr(api, "aget_access_token", token)
+    monkeypatch.setattr(api.token_store(), "aensure_fresh", no_refresh)
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("Authorization")))
+        if request.url.host == "api.example":
+            return httpx.Response(302, headers={"Location": "https://elsewhere.example/data"})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    async def call() -> httpx.Response:
+        auth = api.AsyncBearerAuth(object())  # type: ignore[arg-type]
+        async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(handler), follow_redirects=True) as c:
+            return await c.get("https://api.example/data")
+
+    response = async_to_sync(call)()
+    assert response.status_code == 401
+    assert seen == [("api.example", "Bearer T1"), ("elsewhere.example", None)]
