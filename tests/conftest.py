@@ -148,15 +148,17 @@ def node_client_settings(
     }
 
 
-def register_node_client(provider: NodeProvider, site_url: str) -> tuple[str, str]:
-    """A fresh client for the site at `site_url` (exact redirect, post-logout and back-channel URIs)."""
+def register_node_client(provider: NodeProvider, site_url: str, name: str = "") -> tuple[str, str]:
+    """A fresh client for the site at `site_url` (exact redirect, post-logout and back-channel URIs); `name`: the
+    site's name for this provider when it has several (/oauth/callback/<name>/)."""
     client_id, client_secret = f"site-{secrets.token_hex(6)}", secrets.token_urlsafe(32)
+    suffix = f"{name}/" if name else ""
     provider.register_client(
         client_id,
         client_secret,
-        redirect_uris=[f"{site_url}/oauth/callback/"],
+        redirect_uris=[f"{site_url}/oauth/callback/{suffix}"],
         post_logout_redirect_uris=[f"{site_url}/"],
-        backchannel_logout_uri=f"{site_url}/oauth/backchannel-logout/",
+        backchannel_logout_uri=f"{site_url}/oauth/backchannel-logout/{suffix}",
     )
     return client_id, client_secret
 

@@ -18,8 +18,9 @@ def start(site, browser: Browser) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(resp.headers["Location"]).query).items()}
 
 
-def approve(site, browser: Browser) -> str:
-    """Go through the provider's pages and return the callback URL instead of following it."""
+def approve(site, browser: Browser, button: str | None = "allow") -> str:
+    """Go through the provider's pages and return the callback URL instead of following it (button=None: Cancel,
+    the consent form sent without its "allow" button)."""
     resp = browser.get(site.url + "/oauth/login/")
     resp = browser.submit(
         resp,
@@ -27,7 +28,7 @@ def approve(site, browser: Browser) -> str:
         {"username": site.provider.username, "password": site.provider.password},
     )
     form = browser.find_form(resp, with_field="allow")
-    resp = browser.submit(resp, form, button="allow", allow_redirects=False)
+    resp = browser.submit(resp, form, button=button, allow_redirects=False)
     while not resp.headers["Location"].startswith(site.url + "/oauth/callback/"):
         resp = browser.get(resp.headers["Location"], allow_redirects=False)
     return resp.headers["Location"]
@@ -84,19 +85,10 @@ def test_cancelling_at_the_provider_without_iss_is_refused_as_unattributable(sit
     supported) but puts `iss` on success redirects only. §2.4: an answer without `iss` from such a provider is
     rejected, error responses included, so the page does not present the error as the provider's."""
     b = Browser()
-    resp = b.get(site.url + "/oauth/login/")
-    resp = b.submit(
-        resp,
-        b.find_form(resp, with_field="password"),
-        {"username": site.provider.username, "password": site.provider.password},
-    )
-    form = b.find_form(resp, with_field="allow")
-    resp = b.submit(resp, form, allow_redirects=False)  # Cancel: the form without its "allow" button
-    while not resp.headers["Location"].startswith(site.url + "/oauth/callback/"):
-        resp = b.get(resp.headers["Location"], allow_redirects=False)
-    callback = parse_qs(urlsplit(resp.headers["Location"]).query)
+    location = approve(site, b, button=None)
+    callback = parse_qs(urlsplit(location).query)
     assert callback["error"] == ["access_denied"] and "iss" not in callback
-    resp = b.get(resp.headers["Location"])
+    resp = b.get(location)
     assert_refused(resp)
     assert "could not be accepted" in resp.text and "access_denied" not in resp.text
 

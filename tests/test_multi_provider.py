@@ -6,7 +6,6 @@ and refuse an authorization response delivered to the other provider's callback 
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -16,7 +15,7 @@ from django.core.cache import cache
 from oauth_client import client
 from oauth_client.models import OAuthSession
 from tests.browser import Browser, forms
-from tests.conftest import client_settings, node_client_settings
+from tests.conftest import client_settings, node_client_settings, register_node_client
 from tests.helpers import expire_tokens
 from tests.node_provider import NodeProvider
 from tests.provider import EmbeddedProvider
@@ -50,14 +49,7 @@ class TwoProviders:
 
 @pytest.fixture
 def two(live_server, provider: EmbeddedProvider, node_provider: NodeProvider, settings) -> TwoProviders:  # type: ignore[no-untyped-def]
-    node_id, node_secret = f"multi-{secrets.token_hex(6)}", secrets.token_urlsafe(32)
-    node_provider.register_client(
-        node_id,
-        node_secret,
-        redirect_uris=[f"{live_server.url}/oauth/callback/node/"],
-        post_logout_redirect_uris=[f"{live_server.url}/"],
-        backchannel_logout_uri=f"{live_server.url}/oauth/backchannel-logout/node/",
-    )
+    node_id, node_secret = register_node_client(node_provider, live_server.url, "node")
     node_provider.reset_counts()
     dot_settings = {k: v for k, v in client_settings(provider).items() if k not in SHARED}
     node_settings = {
