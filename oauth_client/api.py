@@ -14,9 +14,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import discovery, providers
+from oauth_client import discovery, dpop, providers
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ReauthenticationRequired
+from oauth_client.models import OAuthSession
 from oauth_client.store import TokenSet, in_worker_thread, token_store
 
 _SENT_AT = "_oauth_sent_at"
@@ -56,10 +57,14 @@ def session_provider_metadata(request: HttpRequest) -> Mapping[str, Any]:
     return MappingProxyType(discovery.get_metadata(providers.for_record(token_store().ensure_fresh(request))))
 
 
-def _invalid_token(response: requests.Response) -> bool:
-    """RFC 6750 §3.1: 401 with a Bearer challenge whose error is invalid_token."""
-    challenge = response.headers.get("WWW-Authenticate", "")
-    return response.status_code == 401 and challenge.lower().startswith("bearer") and "invalid_token" in challenge
+def _challenge(headers: Any) -> str:
+    return str(headers.get("WWW-Authenticate", "")).lower()
+
+
+def _invalid_token(status: int, headers: Any) -> bool:
+    """RFC 6750 §3.1 / RFC 9449 §7.1: 401 with a Bearer or DPoP challenge whose error is invalid_token."""
+    challenge = _challenge(headers)
+    return status == 401 and challenge.startswith(("bearer", "dpop")) and "invalid_token" in challenge
 
 
 def _replayable(body: Any) -> bool:
@@ -67,49 +72,86 @@ def _replayable(body: Any) -> bool:
     return body is None or isinstance(body, bytes | str)
 
 
-class BearerAuth(requests.auth.AuthBase):
-    """Adds `Authorization: Bearer <access token>` for the signed-in user of `request`.
+def _fresh_record(request: HttpRequest) -> OAuthSession:
+    if not request.user.is_authenticated:
+        raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
+    return token_store().ensure_fresh(request)
 
-    When the API answers 401 with `WWW-Authenticate: Bearer error="invalid_token"` (revoked, or expired earlier
-    than announced), it refreshes once through the locked store path and retries the request once. The
-    refresh may raise `ReauthenticationRequired` or `TokenRefreshUnavailable`, like `get_access_token`.
+
+def _headers_for(record: OAuthSession, method: str, url: str) -> dict[str, str]:
+    if record.token_type == dpop.SCHEME and record.dpop_key:
+        return dpop.authorization_headers(record.dpop_key, record.access_token, method, url)
+    return {"Authorization": f"Bearer {record.access_token}"}
+
+
+@sensitive_variables()
+def authorization_headers(request: HttpRequest, method: str, url: str) -> dict[str, str]:
+    """The headers that present this request's (fresh) access token in one API call of `method` to `url`:
+    `Authorization: Bearer …`, or, for a DPoP-bound token, `Authorization: DPoP …` and its `DPoP` proof (which is
+    good for that method and URL only). For HTTP clients other than `requests` and `httpx`; raises as
+    `get_access_token` does."""
+    return _headers_for(_fresh_record(request), method, url)
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Adds the signed-in user's access token to a request: `Authorization: Bearer …`, or for a DPoP-bound token
+    (OAUTH_CLIENT DPOP) `Authorization: DPoP …` with a fresh proof for the request's method and URL.
+
+    When the API answers 401 with `WWW-Authenticate: Bearer error="invalid_token"` (or `DPoP …`: revoked, or
+    expired earlier than announced), it refreshes once through the locked store path and retries the request
+    once; when it answers a DPoP nonce challenge (RFC 9449 §9), it retries once with the nonce. The refresh may
+    raise `ReauthenticationRequired` or `TokenRefreshUnavailable`, like `get_access_token`.
     """
 
     def __init__(self, request: HttpRequest) -> None:
         self.request = request
 
     @sensitive_variables()
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        setattr(r, _SENT_AT, timezone.now())
-        r.headers["Authorization"] = f"Bearer {get_access_token(self.request)}"
-        r.register_hook("response", self._retry_on_invalid_token)
+    def _authorize(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        record = _fresh_record(self.request)
+        r.headers.update(_headers_for(record, str(r.method), str(r.url)))
         return r
 
     @sensitive_variables()
-    def _retry_on_invalid_token(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        setattr(r, _SENT_AT, timezone.now())
+        self._authorize(r)
+        r.register_hook("response", self._retry)
+        return r
+
+    @sensitive_variables()
+    def _retry(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         sent = response.request
+        authorization = str(sent.headers.get("Authorization", ""))
+        nonce_given = authorization.startswith("DPoP ") and dpop.remember_nonce(str(sent.url), response.headers)
         if (
-            not _invalid_token(response)
-            or getattr(sent, _RETRIED, False)
+            getattr(sent, _RETRIED, False)
             # requests drops Authorization on a redirect to another host: never add it back there.
-            or not str(sent.headers.get("Authorization", "")).startswith("Bearer ")
+            or not authorization.startswith(("Bearer ", "DPoP "))
             or not _replayable(sent.body)
         ):
             return response
-        record = token_store().load(self.request)
-        if record is None or not record.has_refresh_token:
-            return response  # nothing to refresh with: the caller sees the 401
-        # Refresh unless another request already did after this one sent its token; then use that token.
-        sent_at: datetime = getattr(sent, _SENT_AT, None) or timezone.now()
-        token_store().ensure_fresh(self.request, force_since=sent_at)
+        if nonce_given and dpop.is_nonce_challenge(response.status_code, response.headers):
+            pass  # the same token again, with a new proof carrying the nonce
+        elif _invalid_token(response.status_code, response.headers):
+            record = token_store().load(self.request)
+            if record is None or not record.has_refresh_token:
+                return response  # nothing to refresh with: the caller sees the 401
+            # Refresh unless another request already did after this one sent its token; then use that token.
+            sent_at: datetime = getattr(sent, _SENT_AT, None) or timezone.now()
+            token_store().ensure_fresh(self.request, force_since=sent_at)
+        else:
+            return response
         retry = sent.copy()
-        retry.headers["Authorization"] = f"Bearer {get_access_token(self.request)}"
+        self._authorize(retry)
         setattr(retry, _RETRIED, True)
         response.content  # noqa: B018 - drain the first response so its connection can be reused
         response.close()
         new = response.connection.send(retry, **kwargs)
         new.history.append(response)
         new.request = retry
+        if retry.headers.get("DPoP"):
+            dpop.remember_nonce(str(retry.url), new.headers)
         return new
 
 
@@ -120,9 +162,17 @@ class _TimeoutSession(requests.Session):
         kwargs.setdefault("timeout", tuple(oauth_settings.HTTP_TIMEOUT))
         return super().request(method, url, *args, **kwargs)
 
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        # requests drops Authorization on a redirect to another host; a DPoP proof goes with it.
+        if "DPoP" in prepared_request.headers and self.should_strip_auth(
+            str(response.request.url), str(prepared_request.url)
+        ):
+            del prepared_request.headers["DPoP"]
+        super().rebuild_auth(prepared_request, response)
+
 
 def api_session(request: HttpRequest) -> requests.Session:
-    """A `requests.Session` for calling APIs as the signed-in user: Bearer auth (`BearerAuth`), JSON accepted,
+    """A `requests.Session` for calling APIs as the signed-in user: `BearerAuth` (Bearer or DPoP), JSON accepted,
     and OAUTH_CLIENT['HTTP_TIMEOUT'] as the default timeout. Send it only to APIs that should see the token."""
     s = _TimeoutSession()
     s.auth = BearerAuth(request)
@@ -153,15 +203,17 @@ async def asession_provider_metadata(request: HttpRequest) -> Mapping[str, Any]:
     return MappingProxyType(await in_worker_thread(discovery.get_metadata, provider))
 
 
-def _invalid_token_httpx(response: httpx.Response) -> bool:
-    challenge = response.headers.get("WWW-Authenticate", "")
-    return response.status_code == 401 and challenge.lower().startswith("bearer") and "invalid_token" in challenge
+async def _afresh_record(request: HttpRequest) -> OAuthSession:
+    if not (await request.auser()).is_authenticated:
+        raise ReauthenticationRequired(ReauthenticationRequired.NOT_SIGNED_IN)
+    return await token_store().aensure_fresh(request)
 
 
 class AsyncBearerAuth(httpx.Auth):
-    """`BearerAuth` for `httpx.AsyncClient`: `Authorization: Bearer <access token>` for the signed-in user of
-    `request`; on `401` with `WWW-Authenticate: Bearer error="invalid_token"` it refreshes once (through the locked
-    store path, unless another request already refreshed after this one sent its token) and retries once."""
+    """`BearerAuth` for `httpx.AsyncClient`: the signed-in user's access token (Bearer, or DPoP with a fresh proof)
+    on every request; on `401` with `WWW-Authenticate: Bearer error="invalid_token"` (or `DPoP …`) it refreshes once
+    (through the locked store path, unless another request already refreshed after this one sent its token) and
+    retries once; a DPoP nonce challenge is answered once."""
 
     requires_request_body = True  # the body is kept, so the retry can send it again
 
@@ -171,22 +223,34 @@ class AsyncBearerAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("AsyncBearerAuth is for httpx.AsyncClient; use api_session() in sync code")
 
+    async def _authorize(self, request: httpx.Request) -> None:
+        record = await _afresh_record(self.request)
+        request.headers.update(_headers_for(record, request.method, str(request.url)))
+
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         sent_at = timezone.now()
-        request.headers["Authorization"] = f"Bearer {await aget_access_token(self.request)}"
+        await self._authorize(request)
         response = yield request
         # Only for an answer to a request that carried the token: httpx drops Authorization on a redirect to another
         # host, and a 401 from there must not make us refresh (or send a new token anywhere).
-        sent_token = str(response.request.headers.get("Authorization", "")).startswith("Bearer ")
-        if not _invalid_token_httpx(response) or not sent_token:
+        authorization = str(response.request.headers.get("Authorization", ""))
+        if not authorization.startswith(("Bearer ", "DPoP ")):
             return
-        record = await token_store().aload(self.request)
-        if record is None or not record.has_refresh_token:
-            return  # nothing to refresh with: the caller sees the 401
-        await response.aread()
-        await token_store().aensure_fresh(self.request, force_since=sent_at)
-        request.headers["Authorization"] = f"Bearer {await aget_access_token(self.request)}"
-        yield request
+        nonce_given = authorization.startswith("DPoP ") and dpop.remember_nonce(str(request.url), response.headers)
+        if nonce_given and dpop.is_nonce_challenge(response.status_code, response.headers):
+            await response.aread()
+        elif _invalid_token(response.status_code, response.headers):
+            record = await token_store().aload(self.request)
+            if record is None or not record.has_refresh_token:
+                return  # nothing to refresh with: the caller sees the 401
+            await response.aread()
+            await token_store().aensure_fresh(self.request, force_since=sent_at)
+        else:
+            return
+        await self._authorize(request)
+        response = yield request
+        if request.headers.get("DPoP"):
+            dpop.remember_nonce(str(request.url), response.headers)
 
 
 def async_api_client(request: HttpRequest) -> httpx.AsyncClient:

@@ -22,6 +22,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from oauth_client import discovery, providers
+from oauth_client import keys as client_keys
+from oauth_client.client_auth import SUPPORTED_AUTH_METHODS
 from oauth_client.conf import DEFAULTS, IMPORT_STRINGS, oauth_settings
 from oauth_client.exceptions import ConfigurationError
 from oauth_client.providers import Provider
@@ -219,6 +221,8 @@ def check_client_settings(app_configs: Any, **kwargs: Any) -> list[CheckMessage]
                 "development provider)."
             )
         for number, name in enumerate(("ISSUER", "CLIENT_ID", "CLIENT_SECRET"), start=1):
+            if name == "CLIENT_SECRET" and uses_private_key_jwt(provider):
+                continue  # the client key stands in for it (E021 checks the key)
             if not getattr(provider, name):
                 messages.append(
                     Warning(
@@ -236,7 +240,11 @@ def check_client_settings_deploy(app_configs: Any, **kwargs: Any) -> list[CheckM
     messages: list[CheckMessage] = []
     for provider in checked_providers():
         keys = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")
-        missing = [name for name in keys if not getattr(provider, name)]
+        missing = [
+            name
+            for name in keys
+            if not getattr(provider, name) and not (name == "CLIENT_SECRET" and uses_private_key_jwt(provider))
+        ]
         if not missing:
             continue
         if is_named(provider):
@@ -255,6 +263,85 @@ def check_client_settings_deploy(app_configs: Any, **kwargs: Any) -> list[CheckM
             )
         )
     return messages
+
+
+def uses_private_key_jwt(provider: Provider) -> bool:
+    """Whether the provider's client authenticates with its key: private_key_jwt, set or (with no method set)
+    chosen because CLIENT_KEY_FILE is."""
+    method = provider.TOKEN_AUTH_METHOD
+    return method == "private_key_jwt" or (not method and bool(provider.CLIENT_KEY_FILE))
+
+
+@register(TAG)
+def check_high_security(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """private_key_jwt keys that load, PAR and DPOP values, and (from cached discovery only) what the provider
+    offers for them."""
+    messages: list[CheckMessage] = []
+    for provider in checked_providers():
+        if uses_private_key_jwt(provider) and not provider.CLIENT_KEY_FILE:
+            messages.append(
+                Error(
+                    f"{setting_name(provider, 'TOKEN_AUTH_METHOD')} is private_key_jwt, but "
+                    f"{setting_name(provider, 'CLIENT_KEY_FILE')} is not set.",
+                    hint=f"Create a key with `manage.py oidc_client_key --out PATH` and set "
+                    f"{env_name(provider, 'CLIENT_KEY_FILE')} to PATH.",
+                    obj=_obj(provider),
+                    id="oauth_client.E021",
+                )
+            )
+        for key in ("CLIENT_KEY_FILE", "CLIENT_KEY_FILE_NEXT"):
+            if getattr(provider, key):
+                try:
+                    client_keys.load(str(getattr(provider, key)))
+                except ConfigurationError as exc:
+                    messages.append(
+                        Error(
+                            f"{setting_name(provider, key)}: {exc}.",
+                            hint="A PEM private key, RSA (2048 bits or more) or EC P-256/P-384/P-521, readable by "
+                            "the site: `manage.py oidc_client_key --out PATH` makes one.",
+                            obj=_obj(provider),
+                            id="oauth_client.E021",
+                        )
+                    )
+        for key, allowed in (("PAR", ("auto", "on", "off")), ("DPOP", ("on", "off"))):
+            value = getattr(provider, key)
+            if not (value in (True, False) or (isinstance(value, str) and value.lower() in allowed)):
+                messages.append(
+                    Error(
+                        f"{setting_name(provider, key)} is {value!r}; it must be one of {', '.join(allowed)}.",
+                        obj=_obj(provider),
+                        id="oauth_client.E022",
+                    )
+                )
+        messages.extend(_offered(provider))
+    return messages
+
+
+def _offered(provider: Provider) -> list[CheckMessage]:
+    """W019: what the settings ask and the provider's (cached) discovery document does not offer."""
+    metadata = discovery.cached_metadata(provider)
+    if metadata is None:
+        return []
+    missing = []
+    if provider.TOKEN_AUTH_METHOD == "private_key_jwt" and "private_key_jwt" not in (
+        metadata.get("token_endpoint_auth_methods_supported") or []
+    ):
+        missing.append("private_key_jwt in token_endpoint_auth_methods_supported")
+    if str(provider.PAR).lower() == "on" and not metadata.get("pushed_authorization_request_endpoint"):
+        missing.append("a pushed_authorization_request_endpoint")
+    if str(provider.DPOP).lower() == "on" and "ES256" not in (metadata.get("dpop_signing_alg_values_supported") or []):
+        missing.append("ES256 in dpop_signing_alg_values_supported")
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"The provider{_of(provider)} does not advertise {' or '.join(missing)}.",
+            hint="Sign-in or refresh will fail with these settings: check the provider's configuration, or the "
+            "settings (run `manage.py oidc_doctor`).",
+            obj=_obj(provider),
+            id="oauth_client.W019",
+        )
+    ]
 
 
 def _requests_offline_access(provider: Provider) -> bool:
@@ -516,12 +603,12 @@ def check_setting_values(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
         )
     for provider in checked_providers():
         method = provider.TOKEN_AUTH_METHOD
-        if method and method not in ("client_secret_basic", "client_secret_post"):
+        if method and method not in SUPPORTED_AUTH_METHODS:
             messages.append(
                 Error(
                     f"{setting_name(provider, 'TOKEN_AUTH_METHOD')} {method!r} is not supported.",
-                    hint="Use client_secret_basic or client_secret_post, or leave it empty to use what the provider "
-                    "advertises.",
+                    hint="Use client_secret_basic, client_secret_post or private_key_jwt, or leave it empty to use "
+                    "what the provider advertises.",
                     obj=_obj(provider),
                     id="oauth_client.E008",
                 )

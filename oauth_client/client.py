@@ -1,9 +1,10 @@
-"""Every call to the provider's endpoints: code exchange, refresh, revocation, userinfo.
+"""Every call to the provider's endpoints: code exchange, refresh, revocation, userinfo, pushed authorization
+requests.
 
-Client authentication is a `requests.auth.AuthBase` (client_secret_basic) or form fields (client_secret_post),
-chosen from settings or from what the provider advertises. Responses are checked here, so callers get either
-a `TokenResponse` or a typed error (`InvalidGrant`, `InvalidClient`, `ProviderError`, `TransientProviderError`,
-`InvalidResponse`).
+Client authentication comes from `oauth_client.client_auth` (a `requests.auth.AuthBase` per method); with a DPoP
+key (`oauth_client.dpop`), every token and userinfo call also carries a proof, and a nonce challenge is answered
+once. Responses are checked here, so callers get either a `TokenResponse` or a typed error (`InvalidGrant`,
+`InvalidClient`, `ProviderError`, `TransientProviderError`, `InvalidResponse`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import requests
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import http
+from oauth_client import client_auth, dpop, http
+
+# Re-exported: the methods this client supports, and the one it uses with a provider.
+from oauth_client.client_auth import SUPPORTED_AUTH_METHODS as SUPPORTED_AUTH_METHODS
+from oauth_client.client_auth import auth_method as auth_method
 from oauth_client.discovery import get_metadata
 from oauth_client.exceptions import (
     ConfigurationError,
@@ -29,34 +33,6 @@ from oauth_client.providers import Provider
 
 logger = logging.getLogger("oauth_client.client")
 
-SUPPORTED_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-
-
-class ClientSecretBasic(requests.auth.AuthBase):
-    """RFC 6749 §2.3.1: client id and secret form-urlencoded, then HTTP Basic."""
-
-    def __init__(self, client_id: str, client_secret: str) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return requests.auth.HTTPBasicAuth(quote(self.client_id, safe=""), quote(self.client_secret, safe=""))(r)
-
-
-def auth_method(provider: Provider, metadata: dict[str, Any] | None = None) -> str:
-    configured = provider.TOKEN_AUTH_METHOD
-    if configured:
-        if configured not in SUPPORTED_AUTH_METHODS:
-            raise ConfigurationError(f"unsupported TOKEN_AUTH_METHOD {configured!r}")
-        return str(configured)
-    metadata = metadata if metadata is not None else get_metadata(provider)
-    # Discovery §3: absent means client_secret_basic.
-    advertised = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
-    for method in advertised:
-        if method in SUPPORTED_AUTH_METHODS:
-            return str(method)
-    raise ConfigurationError("the provider supports none of our client authentication methods")
-
 
 @dataclass(frozen=True)
 class TokenResponse:
@@ -66,10 +42,24 @@ class TokenResponse:
     refresh_token: str | None = None
     refresh_expires_in: int | None = None
     scope: str | None = None
+    # "Bearer", or "DPoP" (RFC 9449 §5) when the access token is bound to the session's DPoP key.
+    token_type: str = "Bearer"
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # never print tokens
-        return f"TokenResponse(expires_in={self.expires_in}, scope={self.scope!r}, refresh={bool(self.refresh_token)})"
+        return (
+            f"TokenResponse(token_type={self.token_type!r}, expires_in={self.expires_in}, scope={self.scope!r}, "
+            f"refresh={bool(self.refresh_token)})"
+        )
+
+
+def _error_code(resp: http.Response) -> str | None:
+    """The `error` of a JSON error answer, if it has one (for spotting a DPoP nonce challenge)."""
+    try:
+        data = resp.json()
+    except InvalidResponse:
+        return None
+    return data.get("error") if isinstance(data, dict) and isinstance(data.get("error"), str) else None
 
 
 def _error_from(resp: http.Response) -> Exception:
@@ -102,7 +92,7 @@ def _optional_lifetime(value: Any) -> int | None:
     return None
 
 
-def _parse_token_response(resp: http.Response) -> TokenResponse:
+def _parse_token_response(resp: http.Response, *, dpop_bound: bool = False) -> TokenResponse:
     if resp.status != 200:
         raise _error_from(resp)
     data = resp.json()
@@ -114,8 +104,10 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
     if not isinstance(access_token, str) or not access_token:
         raise InvalidResponse("token response has no access_token")
     token_type = data.get("token_type")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise InvalidResponse("token response token_type is not Bearer")
+    # RFC 6749 §7.1 / RFC 9449 §5: token types are case-insensitive; DPoP only when this client sent a proof.
+    accepted = {"bearer": "Bearer", **({"dpop": dpop.SCHEME} if dpop_bound else {})}
+    if not isinstance(token_type, str) or token_type.lower() not in accepted:
+        raise InvalidResponse(f"token response token_type is not {' or '.join(accepted.values())}")
     expires_in = data.get("expires_in")
     if expires_in is not None:
         # Some providers send it as a string ("3600"); anything else is malformed.
@@ -140,41 +132,70 @@ def _parse_token_response(resp: http.Response) -> TokenResponse:
         refresh_token=data.get("refresh_token") or None,
         refresh_expires_in=_optional_lifetime(refresh_expires_in),
         scope=data.get("scope"),
+        token_type=accepted[token_type.lower()],
         extra={k: v for k, v in data.items() if k not in ("access_token", "id_token", "refresh_token")},
     )
 
 
 @sensitive_variables()
-def _authenticate(
-    provider: Provider, metadata: dict[str, Any], form: dict[str, str]
-) -> tuple[dict[str, str], requests.auth.AuthBase | None]:
-    """Client authentication for the token and revocation endpoints: (form to send, auth to use)."""
-    client_id, secret = provider.CLIENT_ID, provider.CLIENT_SECRET
-    if not client_id or not secret:
-        raise ConfigurationError(f"provider {provider.name!r}: CLIENT_ID and CLIENT_SECRET are required")
-    if auth_method(provider, metadata) == "client_secret_basic":
-        return form, ClientSecretBasic(client_id, secret)
-    return {**form, "client_id": client_id, "client_secret": secret}, None
+def _post(
+    provider: Provider,
+    metadata: dict[str, Any],
+    endpoint: str,
+    form: dict[str, str],
+    *,
+    what: str,
+    idempotent: bool = True,
+    dpop_key: str | None = None,
+) -> http.Response:
+    """POST a form with client authentication (and a DPoP proof with `dpop_key`). A DPoP nonce challenge
+    (RFC 9449 §8) is answered once: the server refused before acting on the request, so sending it again, with a
+    new proof and a new client assertion, is safe even for a refresh token."""
+    auth: requests.auth.AuthBase = client_auth.for_provider(provider, metadata)
+    if dpop_key:
+        auth = client_auth.Both(auth, dpop.DPoPProof(dpop.load_key(dpop_key)))
+    for answer_challenge in (True, False):
+        resp = http.request(
+            "POST",
+            endpoint,
+            data=form,
+            auth=auth,
+            headers={"Accept": "application/json"},
+            idempotent=idempotent,
+            what=what,
+        )
+        if not dpop_key:
+            return resp
+        fresh_nonce = dpop.remember_nonce(endpoint, resp.headers)
+        if not (
+            answer_challenge and fresh_nonce and dpop.is_nonce_challenge(resp.status, resp.headers, _error_code(resp))
+        ):
+            return resp
+        logger.info("%s asked for a DPoP nonce; sending the request again with it", what)
+    return resp
 
 
 @sensitive_variables()
-def _token_request(provider: Provider, form: dict[str, str], *, idempotent: bool) -> TokenResponse:
+def _token_request(
+    provider: Provider, form: dict[str, str], *, idempotent: bool, dpop_key: str | None = None
+) -> TokenResponse:
     metadata = get_metadata(provider)
-    form, auth = _authenticate(provider, metadata, form)
-    resp = http.request(
-        "POST",
+    resp = _post(
+        provider,
+        metadata,
         metadata["token_endpoint"],
-        data=form,
-        auth=auth,
-        headers={"Accept": "application/json"},
-        idempotent=idempotent,
+        form,
         what="token endpoint",
+        idempotent=idempotent,
+        dpop_key=dpop_key,
     )
-    return _parse_token_response(resp)
+    return _parse_token_response(resp, dpop_bound=bool(dpop_key))
 
 
 @sensitive_variables()
-def exchange_code(provider: Provider, code: str, redirect_uri: str, code_verifier: str) -> TokenResponse:
+def exchange_code(
+    provider: Provider, code: str, redirect_uri: str, code_verifier: str, *, dpop_key: str | None = None
+) -> TokenResponse:
     # A code is single-use: once the provider may have seen it, a retry can only fail.
     return _token_request(
         provider,
@@ -185,14 +206,15 @@ def exchange_code(provider: Provider, code: str, redirect_uri: str, code_verifie
             "code_verifier": code_verifier,
         },
         idempotent=False,
+        dpop_key=dpop_key,
     )
 
 
 @sensitive_variables()
-def refresh(provider: Provider, refresh_token: str) -> TokenResponse:
+def refresh(provider: Provider, refresh_token: str, *, dpop_key: str | None = None) -> TokenResponse:
     # No scope/audience parameter: the refreshed grant keeps what the user consented to, never wider.
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    return _token_request(provider, form, idempotent=False)
+    return _token_request(provider, form, idempotent=False, dpop_key=dpop_key)
 
 
 @sensitive_variables()
@@ -202,24 +224,64 @@ def revoke(provider: Provider, token: str, token_type_hint: str = "refresh_token
     endpoint = metadata.get("revocation_endpoint")
     if not endpoint:
         return False
-    form, auth = _authenticate(provider, metadata, {"token": token, "token_type_hint": token_type_hint})
-    resp = http.request("POST", endpoint, data=form, auth=auth, what="revocation endpoint")
+    form = {"token": token, "token_type_hint": token_type_hint}
+    resp = _post(provider, metadata, endpoint, form, what="revocation endpoint")
     if resp.status != 200:
         raise _error_from(resp)
     return True
 
 
+def uses_par(provider: Provider, metadata: dict[str, Any]) -> bool:
+    """PAR setting: "auto" pushes when the provider has a pushed_authorization_request_endpoint; "on" requires one
+    (ConfigurationError without); "off" never pushes."""
+    setting = str(provider.PAR or "auto").lower()
+    endpoint = metadata.get("pushed_authorization_request_endpoint")
+    if setting == "off":
+        return False
+    if setting == "on" and not endpoint:
+        raise ConfigurationError(
+            f"provider {provider.name!r}: PAR is on, but the provider advertises no "
+            "pushed_authorization_request_endpoint"
+        )
+    return bool(endpoint)
+
+
 @sensitive_variables()
-def userinfo(provider: Provider, access_token: str) -> dict[str, Any]:
+def push_authorization_request(provider: Provider, metadata: dict[str, Any], params: dict[str, str]) -> str:
+    """RFC 9126 §2: push the authorization parameters, with client authentication; returns the `request_uri` to
+    send the browser with (its only other parameter is `client_id`)."""
+    endpoint = metadata["pushed_authorization_request_endpoint"]
+    resp = _post(provider, metadata, endpoint, params, what="pushed authorization request endpoint")
+    # §2.2: 201 Created; a 200 is taken too (some deployments answer so).
+    if resp.status not in (200, 201):
+        raise _error_from(resp)
+    data = resp.json()
+    request_uri = data.get("request_uri") if isinstance(data, dict) else None
+    if not isinstance(request_uri, str) or not request_uri or len(request_uri) > 2048:
+        raise InvalidResponse("pushed authorization response has no request_uri")
+    return request_uri
+
+
+@sensitive_variables()
+def userinfo(
+    provider: Provider, access_token: str, *, token_type: str = "Bearer", dpop_key: str | None = None
+) -> dict[str, Any]:
     endpoint = get_metadata(provider).get("userinfo_endpoint")
     if not endpoint:
         return {}
-    resp = http.request(
-        "GET",
-        endpoint,
-        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-        what="userinfo endpoint",
-    )
+    bound = token_type == dpop.SCHEME and bool(dpop_key)
+    for answer_challenge in (True, False):
+        if bound:
+            assert dpop_key is not None
+            auth: requests.auth.AuthBase = dpop.DPoPProof(dpop.load_key(dpop_key), access_token)
+            headers = {"Accept": "application/json"}
+        else:
+            auth, headers = _NO_AUTH, {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+        resp = http.request("GET", endpoint, headers=headers, auth=auth, what="userinfo endpoint")
+        if not (bound and dpop.remember_nonce(endpoint, resp.headers)):
+            break
+        if not (answer_challenge and dpop.is_nonce_challenge(resp.status, resp.headers)):
+            break
     if resp.status != 200:
         raise InvalidResponse(f"userinfo endpoint answered HTTP {resp.status}")
     content_type = resp.headers.get("Content-Type", "")
@@ -230,3 +292,11 @@ def userinfo(provider: Provider, access_token: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidResponse("userinfo response is not a JSON object")
     return data
+
+
+class _AddNothing(requests.auth.AuthBase):
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+_NO_AUTH = _AddNothing()

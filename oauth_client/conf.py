@@ -17,8 +17,23 @@ DEFAULTS: dict[str, Any] = {
     "SCOPES": ["openid", "profile", "email", "offline_access"],
     "AUDIENCE": "",
     "EXTRA_AUTH_PARAMS": {},
-    # "" = the first method the provider advertises that we support.
+    # client_secret_basic, client_secret_post or private_key_jwt; "" = the best one the provider advertises that
+    # this site has credentials for (private_key_jwt when CLIENT_KEY_FILE is set).
     "TOKEN_AUTH_METHOD": "",
+    # private_key_jwt (oauth_client.keys): a PEM private key file (RSA or EC), never committed; its key id ("" = its
+    # RFC 7638 thumbprint). CLIENT_KEY_FILE_NEXT: the next key during a rotation, published at /oauth/jwks.json but
+    # not used to sign until it becomes CLIENT_KEY_FILE.
+    "CLIENT_KEY_FILE": "",
+    "CLIENT_KEY_ID": "",
+    "CLIENT_KEY_FILE_NEXT": "",
+    "CLIENT_KEY_ID_NEXT": "",
+    # The client assertion's `aud`: "issuer" (RFC 9126 §2, FAPI 2.0), "token_endpoint", or an absolute URL.
+    "CLIENT_ASSERTION_AUDIENCE": "issuer",
+    # Pushed authorization requests (RFC 9126): "auto" = when the provider advertises its endpoint; "on" = always
+    # (sign-in fails clearly without the endpoint); "off" = never.
+    "PAR": "auto",
+    # DPoP (RFC 9449): "on" binds each session's access tokens to a key pair of its own; "off" = Bearer tokens.
+    "DPOP": "off",
     # Absolute URL; "" = built from the request (reverse("oauth_client:callback")).
     "REDIRECT_URI": "",
     # Where the provider sends the browser after RP-initiated logout; "" = the site's root URL.

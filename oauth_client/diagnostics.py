@@ -21,8 +21,8 @@ from django.core import checks as django_checks
 from django.urls import NoReverseMatch
 from jwcrypto import jwk
 
-from oauth_client import client, discovery, http, providers, views
-from oauth_client.checks import TAG, env_name, is_named, setting_name
+from oauth_client import client, client_auth, discovery, dpop, http, keys, providers, views
+from oauth_client.checks import TAG, env_name, is_named, setting_name, uses_private_key_jwt
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
     ConfigurationError,
@@ -123,6 +123,7 @@ def run(site_url: str | None = None, *, provider: Provider | None = None, probe_
     _auth_method(report, metadata)
     if probe_token_endpoint:
         _client_credentials(report, metadata)
+    _high_security(report, metadata)
     _pkce(report, metadata)
     _jwks(report, metadata)
     _commands(report, metadata)
@@ -148,6 +149,8 @@ def _system_checks(report: Report) -> None:
 def _settings(report: Report) -> None:
     provider = report.provider
     for name in ("ISSUER", "CLIENT_ID", "CLIENT_SECRET"):
+        if name == "CLIENT_SECRET" and uses_private_key_jwt(provider):
+            continue  # the client key stands in for it (checked with the provider's metadata: client_key)
         if not getattr(provider, name):
             report.add(
                 f"setting:{name}",
@@ -400,6 +403,8 @@ def _auth_method(report: Report, metadata: dict[str, Any]) -> None:
         return
     if method in advertised:
         report.add("auth_method", OK, f"client authentication {method} is supported by the provider")
+        if method == "private_key_jwt":
+            _client_key(report, metadata)
     else:
         report.add(
             "auth_method",
@@ -410,17 +415,86 @@ def _auth_method(report: Report, metadata: dict[str, Any]) -> None:
         )
 
 
+def _client_key(report: Report, metadata: dict[str, Any]) -> None:
+    """private_key_jwt: the key loads, and signs with an algorithm the provider accepts (never shows the key)."""
+    provider = report.provider
+    try:
+        key = keys.signing_key(provider)
+        alg = key.algorithm(metadata.get("token_endpoint_auth_signing_alg_values_supported"))
+        upcoming = keys.next_key(provider)
+    except ConfigurationError as exc:
+        report.add(
+            "client_key",
+            FAIL,
+            str(exc),
+            f"Set {env_name(provider, 'CLIENT_KEY_FILE')} to a PEM private key (`manage.py oidc_client_key --out PATH`"
+            " makes one) whose public key is registered at the provider.",
+        )
+        return
+    audience = client_auth.assertion_audience(provider, metadata)
+    found = f"client key {key.kid} loads; assertions are signed {alg}, aud {audience}"
+    if upcoming is not None:
+        found += f"; next key {upcoming.kid} is published at /oauth/jwks.json"
+    report.add("client_key", OK, found)
+
+
+def _high_security(report: Report, metadata: dict[str, Any]) -> None:
+    """PAR and DPoP: what the settings ask, and whether the provider offers it."""
+    provider = report.provider
+    try:
+        par = client.uses_par(provider, metadata)
+    except ConfigurationError as exc:
+        report.add(
+            "par",
+            FAIL,
+            str(exc),
+            f"Set {env_name(provider, 'PAR')}=auto (or off), or enable pushed authorization requests at the provider.",
+        )
+    else:
+        if par:
+            report.add("par", OK, "authorization requests are pushed (PAR); the browser carries only a request_uri")
+        else:
+            report.add("par", INFO, f"authorization requests go through the browser (PAR {provider.PAR})")
+    if not dpop.enabled(provider):
+        return
+    algs = metadata.get("dpop_signing_alg_values_supported") or []
+    if dpop.ALGORITHM in algs:
+        report.add("dpop", OK, f"access tokens are bound to a DPoP key per session ({dpop.ALGORITHM})")
+    else:
+        report.add(
+            "dpop",
+            FAIL,
+            f"DPoP is on, but the provider does not advertise {dpop.ALGORITHM} proofs ({algs or 'no DPoP at all'})",
+            f"Enable DPoP at the provider, or set {env_name(provider, 'DPOP')}=off.",
+        )
+
+
+def _has_credentials(provider: Provider, metadata: dict[str, Any]) -> bool:
+    try:
+        return client.auth_method(provider, metadata) == "private_key_jwt" or bool(provider.CLIENT_SECRET)
+    except ConfigurationError:
+        return False
+
+
 def _client_credentials(report: Report, metadata: dict[str, Any]) -> None:
     """Present a made-up refresh token: a provider authenticates the client before it looks at the grant, so
-    invalid_grant means the client id and secret were accepted, and nothing real was touched."""
+    invalid_grant means the client's credentials were accepted, and nothing real was touched."""
     provider = report.provider
     issuer_ok = str(metadata.get("issuer", "")).rstrip("/") == provider.ISSUER.rstrip("/")
-    if not (issuer_ok and provider.CLIENT_ID and provider.CLIENT_SECRET):
+    if not (issuer_ok and provider.CLIENT_ID and _has_credentials(provider, metadata)):
         return
-    fix_credentials = (
-        f"Check {env_name(provider, 'CLIENT_ID')} and {env_name(provider, 'CLIENT_SECRET')}, and that "
-        f"{env_name(provider, 'TOKEN_AUTH_METHOD')} matches the method the client is registered with at the provider."
-    )
+    if client.auth_method(provider, metadata) == "private_key_jwt":
+        fix_credentials = (
+            f"Check {env_name(provider, 'CLIENT_ID')}, and that the provider knows this client's public key: "
+            "registered (`manage.py oidc_client_key --show` prints it) or fetched from https://<your site>/oauth/"
+            "jwks.json; and that the client is registered with token_endpoint_auth_method private_key_jwt."
+        )
+    else:
+        fix_credentials = (
+            f"Check {env_name(provider, 'CLIENT_ID')} and {env_name(provider, 'CLIENT_SECRET')}, and that "
+            f"{env_name(provider, 'TOKEN_AUTH_METHOD')} matches the method the client is registered with at the "
+            "provider."
+        )
     try:
         client.refresh(provider, "oidc-doctor-probe-" + secrets.token_urlsafe(16))
     except InvalidGrant:
@@ -512,12 +586,21 @@ def _jwks(report: Report, metadata: dict[str, Any]) -> None:
         )
 
 
-def _curl(endpoint: str, method: str, form: list[tuple[str, str]], client_id: str, secret: str) -> str:
-    """`secret`: the client secret as masked for the report."""
+def _curl(
+    endpoint: str, method: str, form: list[tuple[str, str]], client_id: str, secret: str, provider: str = ""
+) -> str:
+    """`secret`: the client secret as masked for the report. With private_key_jwt the command makes a fresh
+    assertion itself (`manage.py oidc_client_key --assertion`): neither the key nor an assertion is shown."""
     lines = [
         f"curl --request POST --url {shlex.quote(endpoint)}",
         "  --header 'content-type: application/x-www-form-urlencoded'",
     ]
+    if method == "private_key_jwt":
+        chosen = f" --provider {shlex.quote(provider)}" if provider else ""
+        form = [*form, ("client_id", client_id), ("client_assertion_type", client_auth.ASSERTION_TYPE)]
+        lines += [f"  --data-urlencode {shlex.quote(f'{name}={value}')}" for name, value in form]
+        lines.append(f'  --data-urlencode "client_assertion=$(python manage.py oidc_client_key --assertion{chosen})"')
+        return " \\\n".join(lines)
     if method == "client_secret_basic":
         lines.append(f"  --user {shlex.quote(f'{client_id}:{secret}')}")
     else:
@@ -541,6 +624,7 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
         method = client.auth_method(report.provider, metadata)
     except ConfigurationError:
         method = "client_secret_basic"
+    chosen = report.provider.name if providers.several() else ""
     report.curl_code_exchange = _curl(
         token_endpoint,
         method,
@@ -552,6 +636,7 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
         ],
         report.client_id,
         report.client_secret,
+        chosen,
     )
     report.curl_refresh = _curl(
         token_endpoint,
@@ -559,4 +644,5 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
         [("grant_type", "refresh_token"), ("refresh_token", "YOUR_REFRESH_TOKEN")],
         report.client_id,
         report.client_secret,
+        chosen,
     )

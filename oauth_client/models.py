@@ -105,6 +105,11 @@ class OAuthSession(models.Model):
     access_token = EncryptedTextField(blank=True)
     id_token = EncryptedTextField(blank=True)
     refresh_token = EncryptedTextField(blank=True)
+    # "Bearer", or "DPoP" when the access token is bound to `dpop_key` (RFC 9449): resource calls must then say
+    # `Authorization: DPoP` and carry a proof signed with the key.
+    token_type = models.CharField(_("token type"), max_length=10, default="Bearer")
+    # The session's DPoP key pair (private JWK, JSON), encrypted like the tokens; empty without DPoP.
+    dpop_key = EncryptedTextField(blank=True)
     access_expires_at = models.DateTimeField(_("access token expires"))
     id_token_expires_at = models.DateTimeField(_("ID token expires"), null=True, blank=True)
     refresh_expires_at = models.DateTimeField(_("refresh token expires"), null=True, blank=True)

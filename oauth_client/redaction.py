@@ -6,8 +6,9 @@ matters to it) can use it.
 
 from __future__ import annotations
 
-# The token columns of `OAuthSession`: deferred wherever tokens are not needed, stripped when a record ends.
-TOKEN_FIELDS = ("access_token", "id_token", "refresh_token")
+# The secret columns of `OAuthSession` (its tokens and its DPoP private key): deferred wherever they are not
+# needed, stripped when a record ends.
+TOKEN_FIELDS = ("access_token", "id_token", "refresh_token", "dpop_key")
 
 MASK = "*****MASKED*****"
 

@@ -52,6 +52,7 @@ from oauth_client.exceptions import (
 )
 from oauth_client.models import OAuthSession, refresh_margin
 from oauth_client.providers import Provider
+from oauth_client.redaction import TOKEN_FIELDS
 from oauth_client.validation import validate_refreshed_id_token
 
 logger = logging.getLogger("oauth_client.store")
@@ -81,6 +82,9 @@ class TokenSet:
     scopes: frozenset[str]
     last_refreshed_at: datetime | None
     has_refresh_token: bool
+    # "Bearer", or "DPoP" when the access token is bound to the session's key: send it with `api_session` (or the
+    # headers of `api.authorization_headers`), which add the proof a DPoP token needs.
+    token_type: str = "Bearer"
     # When the next refresh falls due (OAuthSession.refresh_due_at); None for a snapshot not read from a record.
     refresh_due_at: datetime | None = None
     # The name of the provider the session signed in with (oauth_client.providers), and what people call it: its
@@ -108,6 +112,7 @@ class TokenSet:
             scopes=frozenset(record.scope.split()),
             last_refreshed_at=record.last_refreshed_at,
             has_refresh_token=record.has_refresh_token,
+            token_type=record.token_type,
             refresh_due_at=record.refresh_due_at,
             provider=record.provider,
             provider_label=_provider_label(record),
@@ -416,8 +421,10 @@ class TokenStore:
         claims: Mapping[str, Any],
         userinfo: Mapping[str, Any] | None = None,
         provider: Provider | None = None,
+        dpop_key: str = "",
     ) -> OAuthSession:
-        """Store the tokens of a fresh sign-in for this (already logged-in, key-cycled) session."""
+        """Store the tokens of a fresh sign-in for this (already logged-in, key-cycled) session; `dpop_key`: the key
+        pair its access tokens are bound to (DPoP), kept with them."""
         provider = provider or providers.get()
         now = timezone.now()
         if request.session.session_key is None:
@@ -434,6 +441,7 @@ class TokenStore:
             userinfo=dict(userinfo or {}),
             client_ip=request.META.get("REMOTE_ADDR") or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+            dpop_key=dpop_key,
         )
         self.apply(record, tokens, claims, now)
         record.save(using=self.db_for_write())
@@ -448,6 +456,7 @@ class TokenStore:
     ) -> None:
         """Copy a token response (and its validated ID token claims) onto the record."""
         record.access_token = tokens.access_token
+        record.token_type = tokens.token_type
         id_exp = datetime.fromtimestamp(claims["exp"], tz=UTC) if claims else None
         # Without expires_in, fall back to the ID token's lifetime, then to a conservative five minutes.
         record.access_expires_at = _expiry(tokens.expires_in, now) or id_exp or now + timedelta(minutes=5)
@@ -595,7 +604,8 @@ class TokenStore:
             return None
         try:
             assert attempt.provider is not None
-            attempt.tokens = client.refresh(attempt.provider, current.refresh_token)
+            # With DPoP, the new access token is bound to the session's key (its refresh token is not: RFC 9449 §5).
+            attempt.tokens = client.refresh(attempt.provider, current.refresh_token, dpop_key=current.dpop_key or None)
         except InvalidGrant as exc:
             self.end_locked(attempt, EndReason.REFRESH_REJECTED, exc)
             return None
@@ -741,7 +751,8 @@ class TokenStore:
         record.ended_at = timezone.now()
         record.ended_reason = reason
         record.ended_by = ended_by[:150]
-        record.access_token = record.id_token = record.refresh_token = ""
+        for name in TOKEN_FIELDS:
+            setattr(record, name, "")
         record.version += 1
         record.save(using=using)
 

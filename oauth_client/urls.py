@@ -15,4 +15,6 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("backchannel-logout/", BackchannelLogoutView.as_view(), name="backchannel_logout"),
     path("backchannel-logout/<slug:provider>/", BackchannelLogoutView.as_view(), name="backchannel_logout"),
+    # The client's public keys (private_key_jwt), for providers that fetch them from a registered jwks_uri.
+    path("jwks.json", views.jwks_view, name="jwks"),
 ]

@@ -18,7 +18,15 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -29,12 +37,13 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import client, discovery, providers, responses, signals
+from oauth_client import client, crypto, discovery, dpop, keys, providers, responses, signals
 from oauth_client.backends import REJECTION_ATTR
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
     ConfigurationError,
     EndReason,
+    InvalidClient,
     InvalidResponse,
     ProviderFailure,
     TokenValidationError,
@@ -200,17 +209,28 @@ def login_view(request: HttpRequest, provider: str | None = None) -> HttpRespons
 class LoginView(ProviderMixin, View):
     """GET /oauth/login/<provider>/?next=/path → the provider's authorization endpoint."""
 
+    # The DPoP key pair of this sign-in (serialized private JWK), when DPOP is on: the authorization code is bound to
+    # it (`dpop_jkt`, RFC 9449 §10), and the session's access tokens will be.
+    dpop_key = ""
+
     def get(self, request: HttpRequest) -> HttpResponse:
-        try:
-            metadata = discovery.get_metadata(self.provider)
-        except ProviderFailure as exc:
-            logger.error("cannot start sign-in: %s", exc)
-            return sign_in_unavailable(request)
         state, nonce, verifier = (
             secrets.token_urlsafe(32),
             secrets.token_urlsafe(32),
             secrets.token_urlsafe(64),
         )
+        self.dpop_key = dpop.new_key() if dpop.enabled(self.provider) else ""
+        try:
+            metadata = discovery.get_metadata(self.provider)
+            url = self.authorization_url(request, metadata, state, nonce, verifier)
+        except InvalidClient as exc:
+            # Pushing the request (PAR) is the first call that authenticates the client: an expired secret or an
+            # unregistered key shows here. The site's fault, not the person's.
+            logger.error("cannot start sign-in: the provider rejected this client (%s); run oidc_doctor", exc)
+            return sign_in_unavailable(request)
+        except ProviderFailure as exc:
+            logger.error("cannot start sign-in: %s", exc)
+            return sign_in_unavailable(request)
         self.remember_attempt(
             request,
             state,
@@ -221,10 +241,12 @@ class LoginView(ProviderMixin, View):
                 "redirect_uri": redirect_uri(request, self.provider),
                 # The attempt is bound to its provider: an answer arriving at another's callback is refused.
                 "provider": self.provider.name,
+                # Encrypted: the session may be a signed cookie.
+                "dpop_key": crypto.encrypt(self.dpop_key) if self.dpop_key else "",
                 "created": time.time(),
             },
         )
-        return HttpResponseRedirect(self.authorization_url(request, metadata, state, nonce, verifier))
+        return HttpResponseRedirect(url)
 
     def authorization_params(self, request: HttpRequest, state: str, nonce: str, verifier: str) -> dict[str, str]:
         return authorization_params(self.provider, redirect_uri(request, self.provider), state, nonce, verifier)
@@ -232,9 +254,16 @@ class LoginView(ProviderMixin, View):
     def authorization_url(
         self, request: HttpRequest, metadata: Mapping[str, Any], state: str, nonce: str, verifier: str
     ) -> str:
-        return with_query(
-            metadata["authorization_endpoint"], self.authorization_params(request, state, nonce, verifier)
-        )
+        """Where to send the browser: the authorization endpoint with every parameter, or, when the request is pushed
+        (PAR, RFC 9126), with only `client_id` and the `request_uri` the provider gave for them."""
+        params = self.authorization_params(request, state, nonce, verifier)
+        if self.dpop_key:
+            params["dpop_jkt"] = dpop.thumbprint(self.dpop_key)
+        endpoint = metadata["authorization_endpoint"]
+        if client.uses_par(self.provider, dict(metadata)):
+            request_uri = client.push_authorization_request(self.provider, dict(metadata), params)
+            return with_query(endpoint, {"client_id": params["client_id"], "request_uri": request_uri})
+        return with_query(endpoint, params)
 
     @staticmethod
     def remember_attempt(request: HttpRequest, state: str, attempt: dict[str, Any]) -> None:
@@ -265,6 +294,10 @@ def pop_attempt(request: HttpRequest, state: str) -> dict[str, Any] | None:
 @method_decorator(never_cache, name="dispatch")
 class CallbackView(ProviderMixin, View):
     """GET /oauth/callback/<provider>/?code=…&state=… → tokens, validated; user mapped and signed in."""
+
+    # The sign-in attempt's DPoP key (if any) and the type of the tokens it got, for fetch_userinfo and complete.
+    dpop_key = ""
+    token_type = "Bearer"
 
     def fail(
         self, request: HttpRequest, message: str, *, status: int = 400, code: str = "sign_in_failed"
@@ -319,7 +352,11 @@ class CallbackView(ProviderMixin, View):
             code = params.get("code")
             if not code:
                 return self.fail(request, _("The identity provider did not return an authorization code."))
-            tokens = client.exchange_code(self.provider, code, attempt["redirect_uri"], attempt["verifier"])
+            self.dpop_key = crypto.decrypt(attempt["dpop_key"]) if attempt.get("dpop_key") else ""
+            tokens = client.exchange_code(
+                self.provider, code, attempt["redirect_uri"], attempt["verifier"], dpop_key=self.dpop_key or None
+            )
+            self.token_type = tokens.token_type
             if not tokens.id_token:
                 raise InvalidResponse("token response has no id_token (is 'openid' in the scopes?)")
             claims = validate_id_token(self.provider, tokens.id_token, nonce=attempt["nonce"])
@@ -360,7 +397,9 @@ class CallbackView(ProviderMixin, View):
         if not self.provider.FETCH_USERINFO:
             return {}
         try:
-            info = client.userinfo(self.provider, access_token)
+            info = client.userinfo(
+                self.provider, access_token, token_type=self.token_type, dpop_key=self.dpop_key or None
+            )
         except ProviderFailure as exc:
             if not exc.retryable:
                 raise
@@ -406,7 +445,7 @@ class CallbackView(ProviderMixin, View):
         login(request, user)  # cycles the session key (session fixation); user.backend set by authenticate()
         if pending:
             request.session[PENDING_KEY] = pending
-        record = store.create(request, user, tokens, claims, userinfo, provider=self.provider)
+        record = store.create(request, user, tokens, claims, userinfo, provider=self.provider, dpop_key=self.dpop_key)
         if not tokens.refresh_token:
             logger.warning(
                 "sign-in without a refresh token: the session ends when the tokens expire. Likely causes: "
@@ -423,6 +462,22 @@ class CallbackView(ProviderMixin, View):
                 )
         signals.oauth_login.send(type(record), record=record, request=request, user=user)
         return HttpResponseRedirect(next_url or oauth_settings.LOGIN_REDIRECT(request, user))
+
+
+def jwks_view(request: HttpRequest) -> HttpResponse:
+    """GET /oauth/jwks.json: the public half of every configured client key (CLIENT_KEY_FILE, and
+    CLIENT_KEY_FILE_NEXT during a rotation), as a JWK Set (RFC 7517 §5). Empty without private_key_jwt."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    try:
+        keyset = keys.published_keys(providers.registry().values())
+    except ConfigurationError as exc:
+        logger.error("client keys cannot be published: %s", exc)
+        return JsonResponse({"error": "temporarily_unavailable"}, status=503)
+    response = JsonResponse(keyset, content_type="application/jwk-set+json")
+    # Providers cache it; a rotation publishes the next key well before it signs (docs/providers.md).
+    response["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 @method_decorator(never_cache, name="dispatch")

@@ -152,20 +152,36 @@ OAUTH_CLIENT: dict[str, Any] = {
         "" if os.environ.get("OIDC_ISSUER") else f"{EMBEDDED_IDP_URL}/o/revoke_token/",
     ),
 }
+# private_key_jwt, PAR and DPoP (docs/configuration.md, "High-security clients"): OIDC_CLIENT_KEY_FILE (PEM, from
+# `manage.py oidc_client_key --out …`), OIDC_CLIENT_KEY_ID, OIDC_CLIENT_KEY_FILE_NEXT, OIDC_CLIENT_KEY_ID_NEXT,
+# OIDC_CLIENT_ASSERTION_AUDIENCE, OIDC_PAR (auto|on|off), OIDC_DPOP (on|off).
+_HIGH_SECURITY_KEYS = (
+    "CLIENT_KEY_FILE",
+    "CLIENT_KEY_ID",
+    "CLIENT_KEY_FILE_NEXT",
+    "CLIENT_KEY_ID_NEXT",
+    "CLIENT_ASSERTION_AUDIENCE",
+    "PAR",
+    "DPOP",
+)
+for _key in _HIGH_SECURITY_KEYS:
+    if os.environ.get(f"OIDC_{_key}", "").strip():
+        OAUTH_CLIENT[_key] = os.environ[f"OIDC_{_key}"].strip()
 if os.environ.get("OAUTH_ENCRYPTION_KEYS"):
     OAUTH_CLIENT["ENCRYPTION_KEYS"] = os.environ["OAUTH_ENCRYPTION_KEYS"].split(",")
 
 # Several providers at once (docs/configuration.md, "Several providers"): OIDC_PROVIDERS="corp partner" and, for
 # each NAME, OIDC_<NAME>_ISSUER, _CLIENT_ID and _CLIENT_SECRET, optionally _SCOPES, _AUDIENCE, _EXTRA_AUTH_PARAMS,
-# _TOKEN_AUTH_METHOD, _END_SESSION_METHOD, _REVOCATION_ENDPOINT, _REDIRECT_URI, _POST_LOGOUT_REDIRECT_URI, _LABEL
-# (environment names upper case, provider names lower case: /oauth/login/corp/). Without it, the variables above
-# configure the one provider.
+# _TOKEN_AUTH_METHOD, _END_SESSION_METHOD, _REVOCATION_ENDPOINT, _REDIRECT_URI, _POST_LOGOUT_REDIRECT_URI, _LABEL and
+# the high-security keys above (_CLIENT_KEY_FILE, _PAR, _DPOP, …): environment names upper case, provider names
+# lower case (/oauth/login/corp/). Without it, the variables above configure the one provider.
 _provider_names = [name.lower() for name in os.environ.get("OIDC_PROVIDERS", "").split()]
 if _provider_names:
     _single_keys = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "SCOPES", "AUDIENCE", "EXTRA_AUTH_PARAMS") + (
         "TOKEN_AUTH_METHOD",
         "END_SESSION_METHOD",
         "REVOCATION_ENDPOINT",
+        *_HIGH_SECURITY_KEYS,
     )
     OAUTH_CLIENT = {key: value for key, value in OAUTH_CLIENT.items() if key not in _single_keys}
     _providers: dict[str, dict[str, Any]] = {}
@@ -184,6 +200,7 @@ if _provider_names:
             "REDIRECT_URI",
             "POST_LOGOUT_REDIRECT_URI",
             "LABEL",
+            *_HIGH_SECURITY_KEYS,
         ):
             if os.environ.get(_prefix + _key, "").strip():
                 _entry[_key] = os.environ[_prefix + _key].strip()

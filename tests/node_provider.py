@@ -55,12 +55,17 @@ class NodeProvider(ServerProcess):
         refresh_token_seconds: int = 3600,
         username: str = "referee",
         default_redirect_uris: list[str] | None = None,
+        dpop_nonce: bool = False,
+        par: bool = True,
     ) -> None:
         self.tmp_dir = Path(tmp_dir)
         self.access_token_seconds = access_token_seconds
         self.id_token_seconds = id_token_seconds
         self.refresh_token_seconds = refresh_token_seconds
         self._username = username
+        # Whether every DPoP proof must carry the provider's nonce; whether pushed authorization requests exist.
+        self.dpop_nonce = dpop_nonce
+        self.par = par
         # The one account's claims (sub is the provider's own, not the username).
         self.account_name = "Node Referee"
         self.account_email = "referee@example.org"
@@ -112,6 +117,8 @@ class NodeProvider(ServerProcess):
             "OP_ACCESS_TOKEN_TTL": str(self.access_token_seconds),
             "OP_ID_TOKEN_TTL": str(self.id_token_seconds),
             "OP_REFRESH_TOKEN_TTL": str(self.refresh_token_seconds),
+            "OP_DPOP_NONCE": "1" if self.dpop_nonce else "",
+            "OP_PAR": "on" if self.par else "off",
         }
         with self.log_file.open("ab") as log:
             log.write(f"\n--- starting node {SERVER.name} on port {self.port}\n".encode())
@@ -163,7 +170,7 @@ class NodeProvider(ServerProcess):
     def register_client(
         self,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None,
         *,
         redirect_uris: list[str],
         post_logout_redirect_uris: list[str] | None = None,
@@ -171,12 +178,18 @@ class NodeProvider(ServerProcess):
         backchannel_logout_session_required: bool = True,
         token_endpoint_auth_method: str = "client_secret_basic",
         grant_types: tuple[str, ...] = ("authorization_code", "refresh_token"),
+        **metadata: Any,
     ) -> dict[str, Any]:
         """Register (or replace) a confidential web client; returns its metadata as the provider stored it
-        (without the secret). Web clients need exact redirect URIs, so each test site registers its own."""
+        (without the secret). Web clients need exact redirect URIs, so each test site registers its own.
+
+        `metadata`: more client metadata as the provider names it (RFC 7591, RFC 9126 §6, RFC 9449 §5.2): `jwks`
+        or `jwks_uri` (for private_key_jwt), `token_endpoint_auth_signing_alg`,
+        `require_pushed_authorization_requests`, `dpop_bound_access_tokens`."""
         body: dict[str, Any] = {
             "client_id": client_id,
-            "client_secret": client_secret,
+            **({"client_secret": client_secret} if client_secret else {}),
+            **metadata,
             "redirect_uris": redirect_uris,
             "post_logout_redirect_uris": post_logout_redirect_uris or [],
             "token_endpoint_auth_method": token_endpoint_auth_method,
@@ -204,6 +217,15 @@ class NodeProvider(ServerProcess):
     def backchannel_errors(self) -> list[dict[str, str]]:
         """Why back-channel deliveries failed (the provider's error message per delivery; no token material)."""
         return list(self._counts()["backchannel_errors"])
+
+    def errors(self) -> dict[str, int]:
+        """Error answers since the last reset, by endpoint event and error code, e.g.
+        {"grant.error use_dpop_nonce": 2, "grant.error invalid_client": 1}."""
+        return dict(self._counts()["errors"])
+
+    def bound_keys(self, client_id: str) -> list[str]:
+        """The DPoP key thumbprints (`cnf.jkt`) of the access tokens issued to `client_id`, in order."""
+        return list(self._counts()["bound_keys"].get(client_id, []))
 
     def reset_counts(self) -> None:
         resp = self._admin.post(f"{self.base_url}/__test/counts/reset", timeout=10)

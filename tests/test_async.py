@@ -4,6 +4,7 @@ refresh-once on a real 401 invalid_token, and no worker thread at all for a requ
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -110,13 +111,13 @@ def test_the_async_client_does_not_refresh_for_a_401_from_a_host_that_never_got_
 
     from oauth_client import api
 
-    async def token(request):  # type: ignore[no-untyped-def]
-        return "T1"
+    async def record(request):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(access_token="T1", token_type="Bearer", dpop_key="")
 
     async def no_refresh(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("must not refresh")
 
-    monkeypatch.setattr(api, "aget_access_token", token)
+    monkeypatch.setattr(api, "_afresh_record", record)
     monkeypatch.setattr(api.token_store(), "aensure_fresh", no_refresh)
     seen: list[tuple[str, str | None]] = []
 

@@ -142,7 +142,7 @@ def test_production_warnings(production):
 def test_invalid_values(production):
     production.OAUTH_CLIENT = {
         **GOOD,
-        "TOKEN_AUTH_METHOD": "private_key_jwt",
+        "TOKEN_AUTH_METHOD": "tls_client_auth",
         "END_SESSION_METHOD": "PUT",
         "ENCRYPTION_KEYS": ["not-a-key"],
         "USER_MAPPER": "myproject.nowhere.mapper",
@@ -217,7 +217,7 @@ def test_each_per_provider_check_runs_for_every_provider(production):
         corp={**CORP, "ISSUER": "http://corp.example.com", "SCOPES": ["openid"], "END_SESSION_METHOD": "PUT"},
         partner={
             **PARTNER,
-            "TOKEN_AUTH_METHOD": "private_key_jwt",
+            "TOKEN_AUTH_METHOD": "tls_client_auth",
             "REDIRECT_URI": "http://site.example.com/oauth/callback/partner/",
             "SCOPES": ["openid"],
         },

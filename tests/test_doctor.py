@@ -328,7 +328,7 @@ def test_one_provider_with_the_provider_option(dev, settings):
 
 
 def test_a_problem_at_one_provider_is_reported_for_that_provider_only(dev, settings):
-    settings.OAUTH_CLIENT = two_providers(dev.provider, CLIENT_SECRET="", TOKEN_AUTH_METHOD="private_key_jwt")
+    settings.OAUTH_CLIENT = two_providers(dev.provider, CLIENT_SECRET="", TOKEN_AUTH_METHOD="tls_client_auth")
     code, out, err = doctor("--json", "--site-url", dev.url)
     data = json.loads(out)
     assert code == 1 and data["ok"] is False and "(partner: " in err

@@ -139,6 +139,18 @@ def test_token_type_other_than_bearer(value):
     assert "token_type is not Bearer" in refused(body)
 
 
+@pytest.mark.parametrize("value", ["DPoP", "dpop", "DPOP"])
+def test_token_type_dpop_only_when_this_client_sent_a_proof(value):
+    """RFC 9449 §5: a DPoP-bound token is accepted only from a call that carried a proof (DPOP on)."""
+    assert "token_type is not Bearer" in refused({**GOOD, "token_type": value})
+    raw = json.dumps({**GOOD, "token_type": value}).encode()
+    headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+    tokens = _parse_token_response(Response(200, headers, raw), dpop_bound=True)
+    assert tokens.token_type == "DPoP"
+    bearer = _parse_token_response(Response(200, headers, json.dumps(GOOD).encode()), dpop_bound=True)
+    assert bearer.token_type == "Bearer"  # a provider without DPoP issues Bearer tokens; they are used as such
+
+
 @pytest.mark.parametrize("name", ["id_token", "refresh_token", "scope"])
 @pytest.mark.parametrize("value", [1, True, ["x"], {"x": 1}])
 def test_optional_strings_must_be_strings(name, value):

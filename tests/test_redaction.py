@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from oauth_client import diagnostics
+from oauth_client.crypto import EncryptedTextField
 from oauth_client.models import OAuthSession
 from oauth_client.redaction import MASK, TOKEN_FIELDS, mask
 from tests.conftest import run_fresh_python
@@ -45,7 +46,7 @@ def test_doctor_shows_the_client_secret_as_auth0_does(settings, secret, shown):
 
 
 def test_token_fields_are_the_model_s_token_columns():
-    columns = {f.name for f in OAuthSession._meta.get_fields() if f.name.endswith("_token")}
+    columns = {f.name for f in OAuthSession._meta.get_fields() if isinstance(f, EncryptedTextField)}
     assert set(TOKEN_FIELDS) == columns
 
 

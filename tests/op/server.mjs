@@ -5,7 +5,8 @@
 // Options (or the OP_* environment variables): --port (OP_PORT), --username (OP_USERNAME), --password
 // (OP_PASSWORD), --access-token-ttl (OP_ACCESS_TOKEN_TTL, default 12 s), --id-token-ttl (OP_ID_TOKEN_TTL, 12 s),
 // --refresh-token-ttl (OP_REFRESH_TOKEN_TTL, 3600 s). OP_ADMIN_TOKEN, when set, is required as a Bearer token by
-// the test-only admin API under /__test/ (clients registered at runtime, event counters).
+// the test-only admin API under /__test/ (clients registered at runtime, event counters). OP_DPOP_NONCE=1 makes
+// every DPoP proof carry a server nonce (RFC 9449 §8, §9); OP_PAR=off turns pushed authorization requests off.
 //
 // Listens on 127.0.0.1 only. Never logs tokens, secrets or passwords.
 
@@ -49,6 +50,8 @@ const ACCESS_TOKEN_TTL = seconds('access-token-ttl', 'OP_ACCESS_TOKEN_TTL', 12);
 const ID_TOKEN_TTL = seconds('id-token-ttl', 'OP_ID_TOKEN_TTL', 12);
 const REFRESH_TOKEN_TTL = seconds('refresh-token-ttl', 'OP_REFRESH_TOKEN_TTL', 3600);
 const ADMIN_TOKEN = process.env.OP_ADMIN_TOKEN || '';
+const DPOP_NONCE = process.env.OP_DPOP_NONCE === '1';
+const PAR_ENABLED = process.env.OP_PAR !== 'off';
 const ISSUER = `http://127.0.0.1:${PORT}`;
 const ADMIN_PREFIX = '/__test/';
 
@@ -182,6 +185,11 @@ const provider = new Provider(ISSUER, {
   },
   features: {
     devInteractions: { enabled: false },
+    // RFC 9126 and RFC 9449 (library defaults, stated): a client may push its authorization request, and may bind
+    // its access tokens to a DPoP key; a client registered with require_pushed_authorization_requests or
+    // dpop_bound_access_tokens must.
+    pushedAuthorizationRequests: { enabled: PAR_ENABLED },
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => DPOP_NONCE },
     userinfo: { enabled: true },
     revocation: { enabled: true },
     // RFC 7662, so tests can ask the provider whether a refresh token is still active.
@@ -234,14 +242,19 @@ const provider = new Provider(ISSUER, {
 const COUNTERS = [
   'authorization_code_grants', 'refresh_grants', 'authorization_code_errors', 'refresh_errors',
   'refresh_token_reuse', 'authorization_code_reuse', 'revocations', 'logout_grant_revocations',
-  'backchannel_success', 'backchannel_error', 'end_session',
+  'backchannel_success', 'backchannel_error', 'end_session', 'pushed_authorization_requests',
+  'dpop_bound_access_tokens', 'bearer_access_tokens', 'private_key_jwt_grants',
 ];
 
 let counts;
 let backchannelErrors;
+let errors; // `${event} ${error code}` -> count, e.g. "grant.error use_dpop_nonce"
+let boundKeys; // client id -> the DPoP key thumbprints (cnf.jkt) its access tokens were bound to, in order
 function resetCounts() {
   counts = { total: Object.fromEntries(COUNTERS.map((name) => [name, 0])), clients: {} };
   backchannelErrors = [];
+  errors = {};
+  boundKeys = {};
 }
 resetCounts();
 
@@ -260,7 +273,32 @@ const GRANT_ERROR_COUNTER = { authorization_code: 'authorization_code_errors', r
 provider.on('grant.success', (ctx) => {
   const name = GRANT_COUNTER[ctx.oidc.params.grant_type];
   if (name) count(name, ctx.oidc.client?.clientId);
+  if (ctx.oidc.client?.clientAuthMethod === 'private_key_jwt') count('private_key_jwt_grants', ctx.oidc.client.clientId);
 });
+
+provider.on('pushed_authorization_request.success', (ctx, client) => count('pushed_authorization_requests', client.clientId));
+
+// Every access token the provider stores: bound to a DPoP key (its `jkt` is the key's RFC 7638 thumbprint) or not.
+provider.on('access_token.saved', (token) => {
+  if (token.jkt) {
+    count('dpop_bound_access_tokens', token.clientId);
+    (boundKeys[token.clientId] ??= []).push(token.jkt);
+  } else {
+    count('bearer_access_tokens', token.clientId);
+  }
+});
+
+// Error answers by endpoint and code (error codes only: no token, no description with secrets).
+for (const event of [
+  'grant.error', 'pushed_authorization_request.error', 'userinfo.error', 'revocation.error', 'authorization.error',
+  'introspection.error',
+]) {
+  provider.on(event, (ctx, err) => {
+    const key = `${event} ${err.error ?? err.name}`;
+    errors[key] = (errors[key] ?? 0) + 1;
+    if (event !== 'grant.error') console.log(`${event}: ${err.error} (${err.error_detail ?? err.message})`);
+  });
+}
 
 provider.on('grant.error', (ctx, err) => {
   const name = GRANT_ERROR_COUNTER[ctx.oidc.params?.grant_type];
@@ -397,7 +435,8 @@ async function interaction(req, res, uid, action) {
 const CLIENT_FIELDS = [
   'client_id', 'client_secret', 'redirect_uris', 'post_logout_redirect_uris', 'backchannel_logout_uri',
   'backchannel_logout_session_required', 'token_endpoint_auth_method', 'grant_types', 'response_types',
-  'client_name',
+  'client_name', 'jwks', 'jwks_uri', 'token_endpoint_auth_signing_alg', 'require_pushed_authorization_requests',
+  'dpop_bound_access_tokens',
 ];
 
 async function admin(req, res, path) {
@@ -421,7 +460,7 @@ async function admin(req, res, path) {
     return sendJson(res, 201, shown);
   }
   if (path === 'counts' && req.method === 'GET') {
-    return sendJson(res, 200, { ...counts, backchannel_errors: backchannelErrors });
+    return sendJson(res, 200, { ...counts, backchannel_errors: backchannelErrors, errors, bound_keys: boundKeys });
   }
   if (path === 'counts/reset' && req.method === 'POST') {
     resetCounts();
