@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -158,6 +159,49 @@ def test_sign_in_refresh_userinfo_and_sign_out_with_a_key_par_and_dpop(fapi_site
     record.refresh_from_db()
     assert record.ended_reason == OAuthSession.EndReason.LOGOUT
     assert record.dpop_key == "" and record.refresh_token == ""
+
+
+def test_only_client_id_and_request_uri_go_through_the_browser(fapi_site: Site):
+    """PAR: the authorization request the browser carries has two parameters; everything else was pushed."""
+    resp = fapi_site.browser().get(fapi_site.url + "/oauth/login/", allow_redirects=False)
+    assert resp.status_code == 302
+    location = urlsplit(resp.headers["Location"])
+    assert (
+        f"{location.scheme}://{location.netloc}{location.path}"
+        == fapi_site.provider.metadata()["authorization_endpoint"]
+    )
+    params = parse_qs(location.query)
+    assert set(params) == {"client_id", "request_uri"}
+    assert params["request_uri"][0].startswith("urn:ietf:params:oauth:request_uri:")
+    assert fapi_site.provider.counts(fapi_site.client_id)["pushed_authorization_requests"] == 1
+
+
+def test_par_is_used_by_default_where_the_provider_offers_it(node_site: Site):
+    """PAR "auto" (the default) with the suite's ordinary node client (client_secret_basic, PAR not required)."""
+    op = node_site.provider
+    assert isinstance(op, NodeProvider)
+    location = node_site.browser().get(node_site.url + "/oauth/login/", allow_redirects=False).headers["Location"]
+    assert set(parse_qs(urlsplit(location).query)) == {"client_id", "request_uri"}
+    node_site.signed_in_browser()
+    assert op.counts(node_site.client_id)["pushed_authorization_requests"] == 2
+    assert op.counts(node_site.client_id)["bearer_access_tokens"] == 1
+    assert active_record().token_type == "Bearer" and active_record().dpop_key == ""
+
+
+def test_resource_nonce_challenges_are_answered_once(fapi_site: Site):
+    """The provider's userinfo (a resource server) asks for a nonce when a proof has none (RFC 9449 §9): api_session
+    and the async client answer with one retry each, without refreshing."""
+    op = fapi_site.provider
+    assert isinstance(op, NodeProvider)
+    browser = fapi_site.signed_in_browser()
+    cache.clear()  # forget the nonce the token endpoint gave
+    profile = browser.get(fapi_site.url + "/account/")
+    assert profile.status_code == 200 and op.account_email in profile.text
+    cache.clear()
+    info = browser.get(fapi_site.url + "/account/userinfo.json")
+    assert info.status_code == 200 and info.json()["email"] == op.account_email
+    assert op.errors().get("userinfo.error use_dpop_nonce") == 2, op.errors()
+    assert op.counts(fapi_site.client_id)["refresh_grants"] == 0
 
 
 def test_a_client_key_rotation_keeps_sessions_going(fapi_site: Site, settings, tmp_path: Path):
