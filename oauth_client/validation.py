@@ -7,6 +7,7 @@ verification, so `alg: none` and HS256-signed-with-the-public-key tokens are ref
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,8 @@ from oauth_client import discovery, strictjson
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import ClockSkew, SubjectChanged, TokenValidationError, TransientProviderError
 from oauth_client.providers import Provider
+
+logger = logging.getLogger("oauth_client.validation")
 
 _KTY_FOR_ALG_PREFIX = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 # Back-Channel Logout 1.0 §2.4: the member of the `events` claim that makes a JWT a logout token (a hyphen, not an
@@ -173,8 +176,13 @@ def validate_refreshed_id_token(
     provider: Provider, raw: str, original: Mapping[str, Any], *, now: float | None = None
 ) -> dict[str, Any]:
     """Validate an ID token from a refresh against the claims of the session's ID token (OIDC Core §12.2): the
-    same `iss`, `sub`, `aud` and `azp` (none before → none now); `auth_time`, when both have it, the original
-    authentication time; a `nonce`, if the provider repeats one, the original nonce. No nonce is required."""
+    same `iss`, `sub`, `aud` and `azp` (none before → none now); a `nonce`, if the provider repeats one, the
+    original nonce. No nonce is required.
+
+    §12.2 also asks the provider for the original `auth_time`. Some give the user's latest sign-in anywhere instead
+    (django-oauth-toolkit sends `user.last_login`: it moves when the same person signs in on another device). That
+    says nothing about who the token is for, and ending the session for it would sign people out for signing in
+    elsewhere: the session keeps its original `auth_time`, and a warning is logged."""
     claims = validate_id_token(provider, raw, nonce=None, now=now)
     if claims["iss"] != original.get("iss"):
         raise TokenValidationError("refreshed token issuer differs from the signed-in issuer")
@@ -185,7 +193,11 @@ def validate_refreshed_id_token(
     if claims.get("azp") != original.get("azp"):
         raise TokenValidationError("refreshed token azp differs from the original")
     if "auth_time" in claims and "auth_time" in original and claims["auth_time"] != original["auth_time"]:
-        raise TokenValidationError("refreshed token auth_time differs from the original authentication")
+        logger.warning(
+            "refreshed ID token auth_time differs from the original authentication (OIDC Core §12.2); the original "
+            "is kept"
+        )
+        claims["auth_time"] = original["auth_time"]
     if "nonce" in claims and claims["nonce"] != original.get("nonce"):
         raise TokenValidationError("refreshed token nonce differs from the original")
     return claims

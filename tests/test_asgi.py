@@ -150,7 +150,9 @@ def test_a_slow_refresh_does_not_hold_up_another_persons_request(site: Site):
     # The refreshing request waited on the token endpoint (2 s), and meanwhile the other person was answered at once.
     assert result["seconds"] >= 2.0, result
     assert other_seconds < 1.0, other_seconds
-    # Not asserted: the refresh's own outcome. In 2 of about 8 runs on a loaded machine the provider refused the
-    # delayed refresh (invalid_grant, session ended) instead of rotating it; the cause (the relay used as the site's
-    # HTTP proxy, or a second presentation of the token) is not found yet and is reported on issue 15.
-    assert result["status"] in (200, 302)
+    # And the refresh itself went through. (Both people are the provider's one demo user: when their sign-ins fell
+    # in different seconds, django-oauth-toolkit's refreshed ID token carried the second one's auth_time, which
+    # used to end the first session; see test_refresh.py::test_signing_in_on_another_device_...)
+    assert result["status"] == 200, result
+    waiting_record.refresh_from_db()
+    assert waiting_record.ended_at is None and waiting_record.refresh_count == 1

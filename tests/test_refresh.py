@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -230,3 +231,22 @@ def test_no_refresh_token_ends_session_at_expiry(site):
     resp = browser.get(site.url + "/account/", allow_redirects=False)
     assert resp.status_code == 302 and resp.headers["Location"].startswith("/oauth/login/")
     assert OAuthSession.objects.get().ended_reason == OAuthSession.EndReason.NO_REFRESH_TOKEN
+
+
+def test_signing_in_on_another_device_does_not_end_the_first_session(site):
+    """The embedded provider (django-oauth-toolkit) puts the user's latest sign-in anywhere (`last_login`) in every
+    ID token's auth_time, refreshed ones included. The same person signing in on a second device a second later
+    must not end the first device's session at its next refresh; it keeps its own authentication time."""
+    first = site.signed_in_browser()
+    original = active_record().claims["auth_time"]
+    time.sleep(1.1)  # auth_time has one-second resolution
+    site.signed_in_browser()
+    first_record = OAuthSession.objects.order_by("created_at").first()
+    assert first_record is not None
+    past = timezone.now() - timedelta(seconds=1)
+    OAuthSession.objects.filter(pk=first_record.pk).update(access_expires_at=past, id_token_expires_at=past)
+    clear_due_hints()
+    assert first.get(site.url + "/account/", allow_redirects=False).status_code == 200
+    first_record.refresh_from_db()
+    assert first_record.ended_at is None and first_record.refresh_count == 1
+    assert first_record.claims["auth_time"] == original
