@@ -57,14 +57,13 @@ def session_provider_metadata(request: HttpRequest) -> Mapping[str, Any]:
     return MappingProxyType(discovery.get_metadata(providers.for_record(token_store().ensure_fresh(request))))
 
 
-def _challenge(headers: Any) -> str:
-    return str(headers.get("WWW-Authenticate", "")).lower()
-
-
 def _invalid_token(status: int, headers: Any) -> bool:
-    """RFC 6750 §3.1 / RFC 9449 §7.1: 401 with a Bearer or DPoP challenge whose error is invalid_token."""
-    challenge = _challenge(headers)
-    return status == 401 and challenge.startswith(("bearer", "dpop")) and "invalid_token" in challenge
+    """RFC 6750 §3.1 / RFC 9449 §7.1: 401 with a Bearer or DPoP challenge whose error is invalid_token (alone or
+    beside other challenges, RFC 9449 §7.2)."""
+    if status != 401:
+        return False
+    errors = dpop.challenge_errors(str(headers.get("WWW-Authenticate", "")))
+    return "invalid_token" in (errors.get("bearer"), errors.get("dpop"))
 
 
 def _replayable(body: Any) -> bool:
@@ -78,10 +77,21 @@ def _fresh_record(request: HttpRequest) -> OAuthSession:
     return token_store().ensure_fresh(request)
 
 
-def _headers_for(record: OAuthSession, method: str, url: str) -> dict[str, str]:
-    if record.token_type == dpop.SCHEME and record.dpop_key:
-        return dpop.authorization_headers(record.dpop_key, record.access_token, method, url)
+def _headers_for(record: OAuthSession, method: str, url: str, nonce: str | None) -> dict[str, str]:
+    if record.token_type == dpop.SCHEME:
+        if not record.dpop_key:
+            # A DPoP-bound token without its key (a stored key that cannot be read) is useless, and sending it as a
+            # Bearer token would be a downgrade (RFC 9449 §7.2): sign in again, for a new key.
+            raise ReauthenticationRequired(ReauthenticationRequired.SESSION_ENDED)
+        return dpop.authorization_headers(record.dpop_key, record.access_token, method, url, nonce)
     return {"Authorization": f"Bearer {record.access_token}"}
+
+
+def _set_headers(headers: Any, new: dict[str, str]) -> None:
+    # A retry may switch from DPoP to Bearer (a refresh gave a Bearer token): no proof may stay behind.
+    if "DPoP" not in new:
+        headers.pop("DPoP", None)
+    headers.update(new)
 
 
 @sensitive_variables()
@@ -90,7 +100,7 @@ def authorization_headers(request: HttpRequest, method: str, url: str) -> dict[s
     `Authorization: Bearer …`, or, for a DPoP-bound token, `Authorization: DPoP …` and its `DPoP` proof (which is
     good for that method and URL only). For HTTP clients other than `requests` and `httpx`; raises as
     `get_access_token` does."""
-    return _headers_for(_fresh_record(request), method, url)
+    return _headers_for(_fresh_record(request), method, url, dpop.nonce_for(url))
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -107,9 +117,10 @@ class BearerAuth(requests.auth.AuthBase):
         self.request = request
 
     @sensitive_variables()
-    def _authorize(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+    def _authorize(self, r: requests.PreparedRequest, nonce: str | None = None) -> requests.PreparedRequest:
         record = _fresh_record(self.request)
-        r.headers.update(_headers_for(record, str(r.method), str(r.url)))
+        url = str(r.url)
+        _set_headers(r.headers, _headers_for(record, str(r.method), url, nonce or dpop.nonce_for(url)))
         return r
 
     @sensitive_variables()
@@ -123,7 +134,7 @@ class BearerAuth(requests.auth.AuthBase):
     def _retry(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         sent = response.request
         authorization = str(sent.headers.get("Authorization", ""))
-        nonce_given = authorization.startswith("DPoP ") and dpop.remember_nonce(str(sent.url), response.headers)
+        nonce = dpop.remember_nonce(str(sent.url), response.headers) if authorization.startswith("DPoP ") else None
         if (
             getattr(sent, _RETRIED, False)
             # requests drops Authorization on a redirect to another host: never add it back there.
@@ -131,7 +142,7 @@ class BearerAuth(requests.auth.AuthBase):
             or not _replayable(sent.body)
         ):
             return response
-        if nonce_given and dpop.is_nonce_challenge(response.status_code, response.headers):
+        if nonce and dpop.is_nonce_challenge(response.status_code, response.headers):
             pass  # the same token again, with a new proof carrying the nonce
         elif _invalid_token(response.status_code, response.headers):
             record = token_store().load(self.request)
@@ -140,10 +151,11 @@ class BearerAuth(requests.auth.AuthBase):
             # Refresh unless another request already did after this one sent its token; then use that token.
             sent_at: datetime = getattr(sent, _SENT_AT, None) or timezone.now()
             token_store().ensure_fresh(self.request, force_since=sent_at)
+            nonce = None
         else:
             return response
         retry = sent.copy()
-        self._authorize(retry)
+        self._authorize(retry, nonce)
         setattr(retry, _RETRIED, True)
         response.content  # noqa: B018 - drain the first response so its connection can be reused
         response.close()
@@ -163,12 +175,16 @@ class _TimeoutSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        # requests drops Authorization on a redirect to another host; a DPoP proof goes with it.
-        if "DPoP" in prepared_request.headers and self.should_strip_auth(
-            str(response.request.url), str(prepared_request.url)
-        ):
-            del prepared_request.headers["DPoP"]
+        """On a redirect: requests drops Authorization when the host changes, and the DPoP proof goes with it; on the
+        same host it keeps both, so the proof (bound to one method and URL, and single-use) is made anew."""
         super().rebuild_auth(prepared_request, response)
+        headers = prepared_request.headers
+        if "DPoP" not in headers:
+            return
+        if not str(headers.get("Authorization", "")).startswith("DPoP ") or not isinstance(self.auth, BearerAuth):
+            del headers["DPoP"]
+            return
+        self.auth._authorize(prepared_request)
 
 
 def api_session(request: HttpRequest) -> requests.Session:
@@ -223,9 +239,11 @@ class AsyncBearerAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("AsyncBearerAuth is for httpx.AsyncClient; use api_session() in sync code")
 
-    async def _authorize(self, request: httpx.Request) -> None:
+    async def _authorize(self, request: httpx.Request, nonce: str | None = None) -> None:
         record = await _afresh_record(self.request)
-        request.headers.update(_headers_for(record, request.method, str(request.url)))
+        url = str(request.url)
+        nonce = nonce or (await dpop.anonce_for(url) if record.token_type == dpop.SCHEME else None)
+        _set_headers(request.headers, _headers_for(record, request.method, url, nonce))
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         sent_at = timezone.now()
@@ -236,8 +254,9 @@ class AsyncBearerAuth(httpx.Auth):
         authorization = str(response.request.headers.get("Authorization", ""))
         if not authorization.startswith(("Bearer ", "DPoP ")):
             return
-        nonce_given = authorization.startswith("DPoP ") and dpop.remember_nonce(str(request.url), response.headers)
-        if nonce_given and dpop.is_nonce_challenge(response.status_code, response.headers):
+        url = str(request.url)
+        nonce = await dpop.aremember_nonce(url, response.headers) if authorization.startswith("DPoP ") else None
+        if nonce and dpop.is_nonce_challenge(response.status_code, response.headers):
             await response.aread()
         elif _invalid_token(response.status_code, response.headers):
             record = await token_store().aload(self.request)
@@ -245,20 +264,31 @@ class AsyncBearerAuth(httpx.Auth):
                 return  # nothing to refresh with: the caller sees the 401
             await response.aread()
             await token_store().aensure_fresh(self.request, force_since=sent_at)
+            nonce = None
         else:
             return
-        await self._authorize(request)
+        await self._authorize(request, nonce)
         response = yield request
         if request.headers.get("DPoP"):
-            dpop.remember_nonce(str(request.url), response.headers)
+            await dpop.aremember_nonce(url, response.headers)
+
+
+async def _no_stray_proof(request: httpx.Request) -> None:
+    """httpx drops Authorization on a redirect to another origin but keeps other headers: the DPoP proof goes too."""
+    if "DPoP" in request.headers and not request.headers.get("Authorization", "").startswith("DPoP "):
+        del request.headers["DPoP"]
 
 
 def async_api_client(request: HttpRequest) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` for calling APIs as the signed-in user from async views: `AsyncBearerAuth`, JSON
     accepted, OAUTH_CLIENT['HTTP_TIMEOUT'] as the timeout. Use it as `async with async_api_client(request) as c:`."""
     connect, read = oauth_settings.HTTP_TIMEOUT
+    # Redirects are not followed (httpx's default, stated): a DPoP proof is good for one method and URL. A caller that
+    # follows them anyway never sends the proof to another origin (the request hook).
     return httpx.AsyncClient(
         auth=AsyncBearerAuth(request),
+        follow_redirects=False,
+        event_hooks={"request": [_no_stray_proof]},
         headers={"Accept": "application/json"},
         timeout=httpx.Timeout(read, connect=connect),
     )

@@ -21,7 +21,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from oauth_client import discovery, providers
+from oauth_client import discovery, dpop, providers
 from oauth_client import keys as client_keys
 from oauth_client.client_auth import SUPPORTED_AUTH_METHODS
 from oauth_client.conf import DEFAULTS, IMPORT_STRINGS, oauth_settings
@@ -305,7 +305,7 @@ def check_high_security(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                     )
         for key, allowed in (("PAR", ("auto", "on", "off")), ("DPOP", ("on", "off"))):
             value = getattr(provider, key)
-            if not (value in (True, False) or (isinstance(value, str) and value.lower() in allowed)):
+            if not (isinstance(value, bool | str) and dpop.switch(value) in allowed):
                 messages.append(
                     Error(
                         f"{setting_name(provider, key)} is {value!r}; it must be one of {', '.join(allowed)}.",
@@ -314,7 +314,32 @@ def check_high_security(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                     )
                 )
         messages.extend(_offered(provider))
+    messages.extend(_key_id_clashes())
     return messages
+
+
+def _key_id_clashes() -> list[CheckMessage]:
+    """E023: one `kid` for two different keys (CLIENT_KEY_ID set twice alike): /oauth/jwks.json could publish only
+    one of them, and the provider could not tell them apart."""
+    seen: dict[str, str] = {}
+    clashes = set()
+    for provider in checked_providers():
+        try:
+            found = client_keys.configured_keys(provider)
+        except ConfigurationError:
+            continue  # E021 says so
+        for key in found:
+            thumbprint = key.key.thumbprint()
+            if seen.setdefault(key.kid, thumbprint) != thumbprint:
+                clashes.add(key.kid)
+    return [
+        Error(
+            f"The key id {kid!r} is given to two different client keys.",
+            hint="Give each key its own CLIENT_KEY_ID (or leave it empty: the key's thumbprint is then its id).",
+            id="oauth_client.E023",
+        )
+        for kid in sorted(clashes)
+    ]
 
 
 def _offered(provider: Provider) -> list[CheckMessage]:
@@ -323,24 +348,29 @@ def _offered(provider: Provider) -> list[CheckMessage]:
     if metadata is None:
         return []
     missing = []
-    if provider.TOKEN_AUTH_METHOD == "private_key_jwt" and "private_key_jwt" not in (
+    if uses_private_key_jwt(provider) and "private_key_jwt" not in (
         metadata.get("token_endpoint_auth_methods_supported") or []
     ):
         missing.append("private_key_jwt in token_endpoint_auth_methods_supported")
-    if str(provider.PAR).lower() == "on" and not metadata.get("pushed_authorization_request_endpoint"):
+    if dpop.switch(provider.PAR) == "on" and not metadata.get("pushed_authorization_request_endpoint"):
         missing.append("a pushed_authorization_request_endpoint")
-    if str(provider.DPOP).lower() == "on" and "ES256" not in (metadata.get("dpop_signing_alg_values_supported") or []):
+    if dpop.enabled(provider) and "ES256" not in (metadata.get("dpop_signing_alg_values_supported") or []):
         missing.append("ES256 in dpop_signing_alg_values_supported")
-    if not missing:
-        return []
+    found = []
+    if missing:
+        found.append(f"The provider{_of(provider)} does not advertise {' or '.join(missing)}.")
+    # RFC 9126 §5: such a provider refuses every authorization request that was not pushed.
+    if dpop.switch(provider.PAR) == "off" and metadata.get("require_pushed_authorization_requests") is True:
+        found.append(f"The provider{_of(provider)} requires pushed authorization requests, and PAR is off.")
     return [
         Warning(
-            f"The provider{_of(provider)} does not advertise {' or '.join(missing)}.",
+            text,
             hint="Sign-in or refresh will fail with these settings: check the provider's configuration, or the "
             "settings (run `manage.py oidc_doctor`).",
             obj=_obj(provider),
             id="oauth_client.W019",
         )
+        for text in found
     ]
 
 

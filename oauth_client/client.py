@@ -104,8 +104,9 @@ def _parse_token_response(resp: http.Response, *, dpop_bound: bool = False) -> T
     if not isinstance(access_token, str) or not access_token:
         raise InvalidResponse("token response has no access_token")
     token_type = data.get("token_type")
-    # RFC 6749 §7.1 / RFC 9449 §5: token types are case-insensitive; DPoP only when this client sent a proof.
-    accepted = {"bearer": "Bearer", **({"dpop": dpop.SCHEME} if dpop_bound else {})}
+    # RFC 6749 §7.1 / RFC 9449 §5: token types are case-insensitive. With a proof sent, only a DPoP-bound token:
+    # §5 lets a client discard a Bearer answer when the binding matters, and DPOP "on" says it does.
+    accepted = {"dpop": dpop.SCHEME} if dpop_bound else {"bearer": "Bearer"}
     if not isinstance(token_type, str) or token_type.lower() not in accepted:
         raise InvalidResponse(f"token response token_type is not {' or '.join(accepted.values())}")
     expires_in = data.get("expires_in")
@@ -152,8 +153,9 @@ def _post(
     (RFC 9449 §8) is answered once: the server refused before acting on the request, so sending it again, with a
     new proof and a new client assertion, is safe even for a refresh token."""
     auth: requests.auth.AuthBase = client_auth.for_provider(provider, metadata)
-    if dpop_key:
-        auth = client_auth.Both(auth, dpop.DPoPProof(dpop.load_key(dpop_key)))
+    proof = dpop.DPoPProof(dpop.load_key(dpop_key)) if dpop_key else None
+    if proof is not None:
+        auth = client_auth.Both(auth, proof)
     for answer_challenge in (True, False):
         resp = http.request(
             "POST",
@@ -164,13 +166,12 @@ def _post(
             idempotent=idempotent,
             what=what,
         )
-        if not dpop_key:
+        if proof is None:
             return resp
-        fresh_nonce = dpop.remember_nonce(endpoint, resp.headers)
-        if not (
-            answer_challenge and fresh_nonce and dpop.is_nonce_challenge(resp.status, resp.headers, _error_code(resp))
-        ):
+        nonce = dpop.remember_nonce(endpoint, resp.headers)
+        if not (answer_challenge and nonce and dpop.is_nonce_challenge(resp.status, resp.headers, _error_code(resp))):
             return resp
+        proof.nonce = nonce  # the challenge's own nonce, whether or not the cache kept it
         logger.info("%s asked for a DPoP nonce; sending the request again with it", what)
     return resp
 
@@ -234,7 +235,7 @@ def revoke(provider: Provider, token: str, token_type_hint: str = "refresh_token
 def uses_par(provider: Provider, metadata: dict[str, Any]) -> bool:
     """PAR setting: "auto" pushes when the provider has a pushed_authorization_request_endpoint; "on" requires one
     (ConfigurationError without); "off" never pushes."""
-    setting = str(provider.PAR or "auto").lower()
+    setting = dpop.switch(provider.PAR)
     endpoint = metadata.get("pushed_authorization_request_endpoint")
     if setting == "off":
         return False
@@ -270,18 +271,21 @@ def userinfo(
     if not endpoint:
         return {}
     bound = token_type == dpop.SCHEME and bool(dpop_key)
+    auth: requests.auth.AuthBase = _NO_AUTH
+    headers = {"Accept": "application/json"}
+    if bound:
+        assert dpop_key is not None
+        auth = proof = dpop.DPoPProof(dpop.load_key(dpop_key), access_token)
+    else:
+        headers["Authorization"] = f"Bearer {access_token}"
     for answer_challenge in (True, False):
-        if bound:
-            assert dpop_key is not None
-            auth: requests.auth.AuthBase = dpop.DPoPProof(dpop.load_key(dpop_key), access_token)
-            headers = {"Accept": "application/json"}
-        else:
-            auth, headers = _NO_AUTH, {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
         resp = http.request("GET", endpoint, headers=headers, auth=auth, what="userinfo endpoint")
-        if not (bound and dpop.remember_nonce(endpoint, resp.headers)):
+        if not bound:
             break
-        if not (answer_challenge and dpop.is_nonce_challenge(resp.status, resp.headers)):
+        nonce = dpop.remember_nonce(endpoint, resp.headers)
+        if not (answer_challenge and nonce and dpop.is_nonce_challenge(resp.status, resp.headers)):
             break
+        proof.nonce = nonce
     if resp.status != 200:
         raise InvalidResponse(f"userinfo endpoint answered HTTP {resp.status}")
     content_type = resp.headers.get("Content-Type", "")

@@ -6,8 +6,9 @@ answer to a DPoP nonce challenge) carries fresh credentials, and a client assert
 - `client_secret_basic` (RFC 6749 §2.3.1): id and secret, form-urlencoded, in HTTP Basic;
 - `client_secret_post`: id and secret as form fields;
 - `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9): a JWT signed with the client's private key (oauth_client.keys),
-  `iss` = `sub` = client id, `aud` = the provider's issuer identifier (RFC 9126 §2, FAPI 2.0; "token_endpoint" for
-  providers that want the older reading of RFC 7523 §3), a unique `jti`, `exp` a minute away.
+  `iss` = `sub` = client id, a unique `jti`, `exp` a minute away, and `aud` the provider's issuer identifier by
+  default: RFC 9126 §2 says the issuer SHOULD be used and the provider MUST accept it, FAPI 2.0 requires it; OIDC
+  Core §9 says the token endpoint URL SHOULD be used, which CLIENT_ASSERTION_AUDIENCE "token_endpoint" selects.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _append_form(r: requests.PreparedRequest, fields: dict[str, str]) -> request
         body = body.decode("ascii")
     present = {name for name, _ in parse_qsl(body, keep_blank_values=True)}
     extra = urlencode({name: value for name, value in fields.items() if name not in present})
-    r.body = f"{body}&{extra}" if body else extra
+    r.body = "&".join(part for part in (body, extra) if part)
     r.headers["Content-Type"] = "application/x-www-form-urlencoded"
     return r
 
@@ -111,14 +112,19 @@ class PrivateKeyJWT(requests.auth.AuthBase):
         return _append_form(r, {**fields, "client_assertion": self.assertion()})
 
 
-def auth_method(provider: Provider, metadata: dict[str, Any]) -> str:
-    """TOKEN_AUTH_METHOD, or (when empty) the best method the provider advertises that this site has credentials
-    for: private_key_jwt when a CLIENT_KEY_FILE is configured, else the first client-secret method."""
+def auth_method(provider: Provider, metadata: dict[str, Any] | None = None) -> str:
+    """TOKEN_AUTH_METHOD, or (when empty) the best method the provider advertises (`metadata`: its discovery
+    document, fetched when not given) that this site has credentials for: private_key_jwt when a CLIENT_KEY_FILE is
+    configured, else the first client-secret method."""
     configured = provider.TOKEN_AUTH_METHOD
     if configured:
         if configured not in SUPPORTED_AUTH_METHODS:
             raise ConfigurationError(f"unsupported TOKEN_AUTH_METHOD {configured!r}")
         return str(configured)
+    if metadata is None:
+        from oauth_client.discovery import get_metadata
+
+        metadata = get_metadata(provider)
     # Discovery §3: absent means client_secret_basic.
     advertised = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     if provider.CLIENT_KEY_FILE and "private_key_jwt" in advertised:
@@ -149,7 +155,9 @@ def for_provider(provider: Provider, metadata: dict[str, Any]) -> requests.auth.
     method = auth_method(provider, metadata)
     if method == "private_key_jwt":
         key = keys.signing_key(provider)
-        algorithm = key.algorithm(metadata.get("token_endpoint_auth_signing_alg_values_supported"))
+        algorithm = key.algorithm(
+            metadata.get("token_endpoint_auth_signing_alg_values_supported"), str(provider.CLIENT_KEY_ALGORITHM or "")
+        )
         return PrivateKeyJWT(client_id, key, algorithm, assertion_audience(provider, metadata))
     if not provider.CLIENT_SECRET:
         raise ConfigurationError(f"provider {provider.name!r}: {method} needs CLIENT_SECRET")

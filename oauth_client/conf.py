@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_KEY_ID": "",
     "CLIENT_KEY_FILE_NEXT": "",
     "CLIENT_KEY_ID_NEXT": "",
+    # The assertion's JWS algorithm, for a registration that pins one; "" = ES256/ES384/ES512 by the EC key's curve,
+    # or for RSA PS256 where the provider takes it, else RS256.
+    "CLIENT_KEY_ALGORITHM": "",
     # The client assertion's `aud`: "issuer" (RFC 9126 §2, FAPI 2.0), "token_endpoint", or an absolute URL.
     "CLIENT_ASSERTION_AUDIENCE": "issuer",
     # Pushed authorization requests (RFC 9126): "auto" = when the provider advertises its endpoint; "on" = always

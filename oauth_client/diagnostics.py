@@ -452,9 +452,21 @@ def _high_security(report: Report, metadata: dict[str, Any]) -> None:
         )
     else:
         if par:
-            report.add("par", OK, "authorization requests are pushed (PAR); the browser carries only a request_uri")
+            report.add(
+                "par",
+                OK,
+                "authorization requests are pushed (PAR); the browser carries only a request_uri (the authorize URL "
+                "below shows the parameters as they would go without PAR)",
+            )
+        elif metadata.get("require_pushed_authorization_requests") is True:
+            report.add(
+                "par",
+                FAIL,
+                "the provider requires pushed authorization requests, and PAR is off",
+                f"Set {env_name(provider, 'PAR')}=auto.",
+            )
         else:
-            report.add("par", INFO, f"authorization requests go through the browser (PAR {provider.PAR})")
+            report.add("par", INFO, f"authorization requests go through the browser (PAR {dpop.switch(provider.PAR)})")
     if not dpop.enabled(provider):
         return
     algs = metadata.get("dpop_signing_alg_values_supported") or []

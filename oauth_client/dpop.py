@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -61,13 +60,15 @@ def _b64(data: bytes) -> str:
 
 def access_token_hash(access_token: str) -> str:
     """`ath` (RFC 9449 §4.2): base64url of the SHA-256 of the access token's ASCII."""
-    return _b64(hashlib.sha256(access_token.encode("ascii")).digest())
+    # Access tokens are ASCII (RFC 6749 §A.12); UTF-8 is the same bytes for them and never raises for others.
+    return _b64(hashlib.sha256(access_token.encode("utf-8")).digest())
 
 
 def target_uri(url: str) -> str:
-    """`htu`: the request's URI without query and fragment (RFC 9449 §4.2)."""
+    """`htu`: the request's URI without query and fragment (RFC 9449 §4.2), and without any user information."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def new_jti() -> str:
@@ -90,54 +91,107 @@ def proof(key: jwk.JWK, method: str, url: str, *, access_token: str | None = Non
     return str(token.serialize())
 
 
-# --- nonces (RFC 9449 §8 and §9), per server ------------------------------------------------------------------
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+# --- nonces (RFC 9449 §8 and §9), per server -------------------------------------------------------------------
+#
+# A nonce is good at the server that issued it (§9): kept per endpoint (scheme, host, path), so an authorization
+# server and a resource server behind one origin, or two issuers on one host, never overwrite each other's. The cache
+# only saves the next request a challenge: a challenge's own nonce is used for its retry directly.
 
 
 def _nonce_key(url: str) -> str:
-    return "oauth_client:dpop-nonce:" + hashlib.sha256(_origin(url).encode()).hexdigest()[:24]
+    return "oauth_client:dpop-nonce:" + hashlib.sha256(target_uri(url).lower().encode()).hexdigest()[:24]
+
+
+def _cache() -> Any:
+    return caches[oauth_settings.CACHE_ALIAS]
+
+
+def nonce_from(headers: Any) -> str | None:
+    """The `DPoP-Nonce` a server sent, if it is a well-formed one."""
+    value = headers.get(NONCE_HEADER) if headers is not None else None
+    return value if isinstance(value, str) and NONCE_RE.match(value) else None
 
 
 def nonce_for(url: str) -> str | None:
     try:
-        value = caches[oauth_settings.CACHE_ALIAS].get(_nonce_key(url))
+        value = _cache().get(_nonce_key(url))
     except Exception:  # noqa: BLE001 - without the cache, the server's challenge costs one retry
         return None
     return value if isinstance(value, str) else None
 
 
-def remember_nonce(url: str, headers: Any) -> bool:
-    """Keep the `DPoP-Nonce` a server sent (with any answer); True when there was a usable one."""
-    value = headers.get(NONCE_HEADER) if headers is not None else None
-    if not isinstance(value, str) or not NONCE_RE.match(value):
-        return False
+async def anonce_for(url: str) -> str | None:
     try:
-        caches[oauth_settings.CACHE_ALIAS].set(_nonce_key(url), value, NONCE_SECONDS)
-    except Exception:  # noqa: BLE001, S110 - see nonce_for
-        pass
-    return True
+        value = await _cache().aget(_nonce_key(url))
+    except Exception:  # noqa: BLE001 - see nonce_for
+        return None
+    return value if isinstance(value, str) else None
+
+
+def remember_nonce(url: str, headers: Any) -> str | None:
+    """Keep the `DPoP-Nonce` a server sent (with any answer, §8.2) for the next request there; returns it."""
+    value = nonce_from(headers)
+    if value is not None:
+        try:
+            _cache().set(_nonce_key(url), value, NONCE_SECONDS)
+        except Exception:  # noqa: BLE001, S110 - see nonce_for
+            pass
+    return value
+
+
+async def aremember_nonce(url: str, headers: Any) -> str | None:
+    value = nonce_from(headers)
+    if value is not None:
+        try:
+            await _cache().aset(_nonce_key(url), value, NONCE_SECONDS)
+        except Exception:  # noqa: BLE001, S110 - see nonce_for
+            pass
+    return value
+
+
+# WWW-Authenticate (RFC 9110 §11.6.1): challenges and their parameters are both comma-separated, and quoted strings
+# may hold commas. A scheme is a token followed by parameters, a token68 or the end, never by "=".
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_SCHEME = re.compile(rf"(?:^|,)\s*({_TOKEN})(?=\s+{_TOKEN}\s*=|\s+[A-Za-z0-9._~+/-]+=*\s*(?:,|$)|\s*(?:,|$))")
+_ERROR = re.compile(r'(?:^|[\s,])error\s*=\s*(?:"([^"]*)"|([^\s,]*))', re.IGNORECASE)
+
+
+def challenge_errors(value: str) -> dict[str, str]:
+    """The `error` of each challenge in a WWW-Authenticate value, by lower-case scheme: for
+    `Bearer error="invalid_token", DPoP algs="ES256", error="use_dpop_nonce"`, {"bearer": "invalid_token", "dpop":
+    "use_dpop_nonce"}."""
+    masked = _QUOTED.sub(lambda m: '"' + "_" * (len(m.group()) - 2) + '"', value)  # same length, no commas
+    starts = [(m.start(1), m.group(1).lower()) for m in _SCHEME.finditer(masked)]
+    errors: dict[str, str] = {}
+    for i, (start, scheme) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(value)
+        begin = start + len(scheme)
+        # Found in the masked text (never inside another parameter's quoted string), read from the real one.
+        found = _ERROR.search(masked, begin, end)
+        group = (1 if found.group(1) is not None else 2) if found else 0
+        errors.setdefault(scheme, value[found.start(group) : found.end(group)] if found else "")
+    return errors
 
 
 def is_nonce_challenge(status: int, headers: Any, error: str | None = None) -> bool:
     """An authorization server's `400 {"error": "use_dpop_nonce"}` (§8) or a resource server's
-    `401 WWW-Authenticate: DPoP error="use_dpop_nonce"` (§9)."""
+    `401 WWW-Authenticate: DPoP error="use_dpop_nonce"` (§9), alone or beside other challenges (§7.2)."""
     if status == 400 and error == NONCE_ERROR:
         return True
     challenge = str(headers.get("WWW-Authenticate", "")) if headers is not None else ""
-    return status == 401 and challenge.lower().startswith("dpop") and NONCE_ERROR in challenge
+    return status == 401 and challenge_errors(challenge).get("dpop") == NONCE_ERROR
 
 
 class DPoPProof(requests.auth.AuthBase):
     """A fresh proof on every prepared request (so a retry never replays a `jti`), with the server's current
-    nonce; with `access_token`, also `Authorization: DPoP <token>` and the proof's `ath` (RFC 9449 §7.1)."""
+    nonce (`nonce`, once a challenge gave one; else the one kept for that endpoint); with `access_token`, also
+    `Authorization: DPoP <token>` and the proof's `ath` (RFC 9449 §7.1)."""
 
     def __init__(self, key: jwk.JWK, access_token: str | None = None) -> None:
         self.key = key
         self.access_token = access_token
+        self.nonce: str | None = None
 
     def __repr__(self) -> str:
         return f"DPoPProof(thumbprint={self.key.thumbprint()!r})"
@@ -145,32 +199,34 @@ class DPoPProof(requests.auth.AuthBase):
     @sensitive_variables()
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url, method = str(r.url), str(r.method)
-        r.headers["DPoP"] = proof(self.key, method, url, access_token=self.access_token, nonce=nonce_for(url))
+        nonce = self.nonce or nonce_for(url)
+        r.headers["DPoP"] = proof(self.key, method, url, access_token=self.access_token, nonce=nonce)
         if self.access_token is not None:
             r.headers["Authorization"] = f"{SCHEME} {self.access_token}"
         return r
 
 
-def authorization_headers(key_json: str, access_token: str, method: str, url: str) -> dict[str, str]:
-    """`Authorization` and `DPoP` headers for one resource request (httpx and other non-requests callers)."""
+def authorization_headers(
+    key_json: str, access_token: str, method: str, url: str, nonce: str | None = None
+) -> dict[str, str]:
+    """`Authorization` and `DPoP` headers for one resource request, with `nonce` (the caller's, e.g. from a
+    challenge or `anonce_for`)."""
     key = load_key(key_json)
     return {
         "Authorization": f"{SCHEME} {access_token}",
-        "DPoP": proof(key, method, url, access_token=access_token, nonce=nonce_for(url)),
+        "DPoP": proof(key, method, url, access_token=access_token, nonce=nonce),
     }
 
 
-def decode_key(value: str) -> str:
-    """Validate a serialized key (from an encrypted column or a sign-in attempt); '' when unusable."""
-    try:
-        data = json.loads(value)
-        key = jwk.JWK(**data)
-    except (ValueError, TypeError, jwk.InvalidJWKValue):
-        return ""
-    return value if key.has_private and key.get("crv") == "P-256" else ""
+def switch(value: Any) -> str:
+    """A PAR or DPOP setting, as one lower-case word: True is "on", False is "off"."""
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return str(value).strip().lower()
 
 
 def enabled(provider: Any) -> bool:
-    """Whether DPOP is on for this provider ("on"; a True is taken as "on")."""
-    value = provider.DPOP
-    return value is True or (isinstance(value, str) and value.lower() == "on")
+    """Whether DPOP is on for this provider."""
+    return switch(provider.DPOP) == "on"

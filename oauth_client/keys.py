@@ -8,6 +8,7 @@ it starts signing. Keys are read from disk once per file version (path and modif
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable
@@ -20,10 +21,13 @@ from jwcrypto import jwk
 from oauth_client.exceptions import ConfigurationError
 from oauth_client.providers import Provider
 
-# JWS algorithms by key (RFC 7518 §3.1): RSA keys sign RS256 (or PS256 where only that is advertised); an EC key's
-# curve fixes its algorithm.
+logger = logging.getLogger("oauth_client.keys")
+
+# JWS algorithms by key (RFC 7518 §3.1): an EC key's curve fixes its algorithm; an RSA key signs PS256 where the
+# provider takes it (FAPI 2.0 allows no RS256), else RS256 — or what CLIENT_KEY_ALGORITHM says, for a client whose
+# registration pins one (token_endpoint_auth_signing_alg).
 EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-RSA_ALGORITHMS = ("RS256", "PS256")
+RSA_ALGORITHMS = ("PS256", "RS256", "PS384", "RS384", "PS512", "RS512")
 MIN_RSA_BITS = 2048
 
 
@@ -43,10 +47,14 @@ class ClientKey:
             return (EC_ALGORITHMS[str(self.key.get("crv"))],)
         return RSA_ALGORITHMS
 
-    def algorithm(self, advertised: Iterable[str] | None = None) -> str:
-        """The algorithm to sign with: the first one this key can use that the provider advertises
-        (`token_endpoint_auth_signing_alg_values_supported`); absent, the key's first."""
+    def algorithm(self, advertised: Iterable[str] | None = None, chosen: str = "") -> str:
+        """The algorithm to sign with: `chosen` (CLIENT_KEY_ALGORITHM), or the first one this key can use that the
+        provider advertises (`token_endpoint_auth_signing_alg_values_supported`); absent, the key's first."""
         mine = self.algorithms()
+        if chosen:
+            if chosen not in mine:
+                raise ConfigurationError(f"key {self.kid!r} cannot sign {chosen!r} (it can sign {', '.join(mine)})")
+            return chosen
         if advertised is None:
             return mine[0]
         offered = set(advertised)
@@ -58,8 +66,12 @@ class ClientKey:
         )
 
     def public_jwk(self) -> dict[str, Any]:
-        public = self.key.export_public(as_dict=True)
-        return {**public, "kid": self.kid, "use": "sig", "alg": self.algorithms()[0]}
+        """The public key as a JWK, for the provider. An RSA key carries no `alg`: it may sign RS256 or PS256, and a
+        provider that finds one `alg` on it refuses the other."""
+        public = {**self.key.export_public(as_dict=True), "kid": self.kid, "use": "sig"}
+        if self.key.get("kty") == "EC":
+            public["alg"] = self.algorithms()[0]
+        return public
 
 
 _cache: dict[tuple[str, str, float], ClientKey] = {}
@@ -118,12 +130,30 @@ def next_key(provider: Provider) -> ClientKey | None:
     return load(str(provider.CLIENT_KEY_FILE_NEXT), str(provider.CLIENT_KEY_ID_NEXT or ""))
 
 
+def configured_keys(provider: Provider) -> list[ClientKey]:
+    """The provider's current and next keys that are configured (raises `ConfigurationError` for one that does not
+    load)."""
+    found = [signing_key(provider)] if provider.CLIENT_KEY_FILE else []
+    upcoming = next_key(provider)
+    return [*found, upcoming] if upcoming is not None else found
+
+
 def published_keys(providers: Iterable[Provider]) -> dict[str, list[dict[str, Any]]]:
-    """The public JWK Set (RFC 7517 §5) of every configured client key, current and next, each once."""
+    """The public JWK Set (RFC 7517 §5) of every configured client key, current and next, each once. A key that does
+    not load is left out (and logged; check E021 names it): the others stay published."""
     keys: dict[str, dict[str, Any]] = {}
     for provider in providers:
-        for key in (signing_key(provider) if provider.CLIENT_KEY_FILE else None, next_key(provider)):
+        for name in ("CLIENT_KEY_FILE", "CLIENT_KEY_FILE_NEXT"):
+            if not getattr(provider, name):
+                continue
+            try:
+                key = signing_key(provider) if name == "CLIENT_KEY_FILE" else next_key(provider)
+            except ConfigurationError as exc:
+                logger.error("client key not published (provider %r, %s): %s", provider.name, name, exc)
+                continue
             if key is not None:
+                # The same key configured for two providers is published once (check E023 refuses one kid for two
+                # different keys).
                 keys.setdefault(key.kid, key.public_jwk())
     return {"keys": list(keys.values())}
 

@@ -154,12 +154,13 @@ OAUTH_CLIENT: dict[str, Any] = {
 }
 # private_key_jwt, PAR and DPoP (docs/configuration.md, "High-security clients"): OIDC_CLIENT_KEY_FILE (PEM, from
 # `manage.py oidc_client_key --out …`), OIDC_CLIENT_KEY_ID, OIDC_CLIENT_KEY_FILE_NEXT, OIDC_CLIENT_KEY_ID_NEXT,
-# OIDC_CLIENT_ASSERTION_AUDIENCE, OIDC_PAR (auto|on|off), OIDC_DPOP (on|off).
+# OIDC_CLIENT_KEY_ALGORITHM, OIDC_CLIENT_ASSERTION_AUDIENCE, OIDC_PAR (auto|on|off), OIDC_DPOP (on|off).
 _HIGH_SECURITY_KEYS = (
     "CLIENT_KEY_FILE",
     "CLIENT_KEY_ID",
     "CLIENT_KEY_FILE_NEXT",
     "CLIENT_KEY_ID_NEXT",
+    "CLIENT_KEY_ALGORITHM",
     "CLIENT_ASSERTION_AUDIENCE",
     "PAR",
     "DPOP",

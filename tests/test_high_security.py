@@ -194,7 +194,8 @@ def test_resource_nonce_challenges_are_answered_once(fapi_site: Site):
     op = fapi_site.provider
     assert isinstance(op, NodeProvider)
     browser = fapi_site.signed_in_browser()
-    cache.clear()  # forget the nonce the token endpoint gave
+    op.reset_counts()
+    cache.clear()  # forget the nonces the provider gave
     profile = browser.get(fapi_site.url + "/account/")
     assert profile.status_code == 200 and op.account_email in profile.text
     cache.clear()
@@ -219,6 +220,7 @@ def test_a_client_key_rotation_keeps_sessions_going(fapi_site: Site, settings, t
     browser = fapi_site.signed_in_browser()  # the provider fetches both keys, signed with the current one
 
     settings.OAUTH_CLIENT = {**settings.OAUTH_CLIENT, "CLIENT_KEY_FILE": str(upcoming), "CLIENT_KEY_FILE_NEXT": ""}
+    Path(current).unlink()  # the old key is gone: only the new one can have signed what the provider accepts
     expire_tokens()
     assert browser.get(fapi_site.url + "/account/sensitive/").status_code == 200
     counts = op.counts(fapi_site.client_id)
@@ -302,8 +304,12 @@ def test_a_replayed_dpop_proof_is_refused_by_the_provider(fapi_site: Site, monke
     browser = fapi_site.signed_in_browser()
     record = active_record()
     userinfo = op.metadata()["userinfo_endpoint"]
-    headers = dpop.authorization_headers(record.dpop_key, record.access_token, "GET", userinfo)
+    headers = dpop.authorization_headers(record.dpop_key, record.access_token, "GET", userinfo, None)
     first = requests.get(userinfo, headers=headers, timeout=10)
+    if dpop.is_nonce_challenge(first.status_code, first.headers):  # the provider wants its nonce in the proof
+        nonce = first.headers["DPoP-Nonce"]
+        headers = dpop.authorization_headers(record.dpop_key, record.access_token, "GET", userinfo, nonce)
+        first = requests.get(userinfo, headers=headers, timeout=10)
     assert first.status_code == 200, (first.status_code, first.headers.get("WWW-Authenticate"))
     replayed = requests.get(userinfo, headers=headers, timeout=10)
     assert replayed.status_code == 401 and 'error="invalid_token"' in replayed.headers["WWW-Authenticate"]
@@ -344,9 +350,14 @@ def test_a_dpop_bound_client_with_dpop_off_cannot_sign_in(fapi_site: Site, setti
     """The client is registered with dpop_bound_access_tokens; with DPOP off the site sends no proof, the provider
     refuses, and sign-in fails with a clear page (no session, no 500)."""
     settings.OAUTH_CLIENT = {**settings.OAUTH_CLIENT, "DPOP": "off"}
-    resp = fapi_site.browser().sign_in(fapi_site.url, fapi_site.provider.username, fapi_site.provider.password)
-    assert resp.status_code in (400, 503) and ("Sign-in failed" in resp.text or "unavailable" in resp.text)
+    op = fapi_site.provider
+    assert isinstance(op, NodeProvider)
+    resp = fapi_site.browser().sign_in(fapi_site.url, op.username, op.password)
+    assert resp.status_code == 400 and "Sign-in failed" in resp.text
     assert OAuthSession.objects.count() == 0
+    # The provider refused the code exchange (a bound client with no proof); no token was issued.
+    assert op.errors().get("grant.error invalid_grant") == 1
+    assert op.counts(fapi_site.client_id)["authorization_code_grants"] == 0
 
 
 def test_the_jwks_endpoint_publishes_public_keys_only(settings, tmp_path: Path):
@@ -363,7 +374,8 @@ def test_the_jwks_endpoint_publishes_public_keys_only(settings, tmp_path: Path):
     assert resp.status_code == 200 and resp["Content-Type"] == "application/jwk-set+json"
     published = resp.json()["keys"]
     assert [k["kid"] for k in published] == ["2026-12", keys.load(str(upcoming)).kid]
-    assert [(k["kty"], k["alg"], k["use"]) for k in published] == [("EC", "ES256", "sig"), ("RSA", "RS256", "sig")]
+    # An RSA key carries no alg (it may sign PS256 or RS256); an EC key's curve fixes its alg.
+    assert [(k["kty"], k.get("alg"), k["use"]) for k in published] == [("EC", "ES256", "sig"), ("RSA", None, "sig")]
     for key in published:
         assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
         jwk.JWK(**key)  # a valid public JWK
@@ -547,3 +559,128 @@ def test_a_key_and_no_secret_is_a_complete_configuration(settings, tmp_path: Pat
     }
     ids = {m.id for m in run_checks(tags=["oauth_client"], include_deployment_checks=True)}
     assert not ids & {"oauth_client.W003", "oauth_client.E020", "oauth_client.E021", "oauth_client.E022"}
+
+
+# --- review follow-ups: what else must hold --------------------------------------------------------------------------
+
+
+def test_nonce_challenges_are_answered_without_a_working_cache(fapi_site: Site, settings):
+    """The cache only saves the next request a challenge; a challenge's own nonce is used for its retry."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    op = fapi_site.provider
+    assert isinstance(op, NodeProvider)
+    browser = fapi_site.signed_in_browser()
+    expire_tokens()
+    assert browser.get(fapi_site.url + "/account/sensitive/").status_code == 200
+    profile = browser.get(fapi_site.url + "/account/")
+    assert profile.status_code == 200 and op.account_email in profile.text
+    assert browser.get(fapi_site.url + "/account/userinfo.json").json()["email"] == op.account_email
+    counts = op.counts(fapi_site.client_id)
+    assert counts["authorization_code_grants"] == 1 and counts["refresh_grants"] == 1
+    assert op.errors().get("grant.error use_dpop_nonce", 0) >= 2  # every token call was challenged, and answered
+
+
+@pytest.mark.parametrize(("registered", "configured"), [("PS256", ""), ("RS256", "RS256")])
+def test_an_rsa_key_signs_what_the_registration_asks(
+    live_server, strict_op: NodeProvider, settings, tmp_path: Path, registered: str, configured: str
+):
+    """An RSA key signs PS256 where the provider takes it (FAPI 2.0), or the algorithm CLIENT_KEY_ALGORITHM names
+    for a client registered with another (token_endpoint_auth_signing_alg)."""
+    key = make_key(tmp_path, kind="rsa")
+    client_id = register(
+        strict_op,
+        live_server.url,
+        jwks_uri=f"{live_server.url}/oauth/jwks.json",
+        token_endpoint_auth_signing_alg=registered,
+    )
+    strict_op.reset_counts()
+    settings.OAUTH_CLIENT = fapi_settings(strict_op, client_id, key, CLIENT_KEY_ALGORITHM=configured)
+    cache.clear()
+    site = Site(url=live_server.url, provider=strict_op, client_id=client_id)
+    browser = site.signed_in_browser()
+    expire_tokens()
+    assert browser.get(site.url + "/account/sensitive/").status_code == 200
+    assert strict_op.counts(client_id)["private_key_jwt_grants"] == 2
+    assert not [k for k in strict_op.errors() if "invalid_client" in k]
+
+
+def test_the_authorization_code_is_bound_to_the_sessions_key(fapi_site: Site, monkeypatch):
+    """dpop_jkt (RFC 9449 §10) reaches the provider: a code exchanged with another key than the one named at the
+    authorization request is refused (fault injection: the request names a key the site does not hold)."""
+    op = fapi_site.provider
+    assert isinstance(op, NodeProvider)
+    other = dpop.new_key()
+    monkeypatch.setattr(dpop, "thumbprint", lambda key: dpop.load_key(other).thumbprint())
+    resp = fapi_site.browser().sign_in(fapi_site.url, op.username, op.password)
+    assert resp.status_code == 400 and "Sign-in failed" in resp.text
+    assert op.errors().get("grant.error invalid_grant") == 1
+    assert op.counts(fapi_site.client_id)["authorization_code_grants"] == 0
+    assert OAuthSession.objects.count() == 0
+
+
+def test_a_bearer_answer_is_refused_when_dpop_is_on(site, settings):
+    """The embedded provider ignores DPoP and issues Bearer tokens; with DPOP on, the site discards that answer
+    (RFC 9449 §5) and says sign-in failed, rather than silently running without the binding it was asked for."""
+    settings.OAUTH_CLIENT = {**settings.OAUTH_CLIENT, "DPOP": "on"}
+    resp = site.browser().sign_in(site.url, site.provider.username, site.provider.password)
+    assert resp.status_code == 400 and "Sign-in failed" in resp.text
+    assert OAuthSession.objects.count() == 0
+
+
+def test_a_dpop_proof_is_made_anew_for_a_same_host_redirect_and_dropped_for_another_host(fapi_site: Site):
+    """api_session: requests keeps headers on a same-host redirect and drops Authorization on another host. A DPoP
+    proof is for one method and URL, and single-use: made anew for the new URL, or dropped with the token."""
+    from oauth_client import api_session
+    from tests.stub_server import Answer, StubServer
+    from tests.test_api import request_for
+
+    browser = fapi_site.signed_in_browser()
+    with StubServer() as other, StubServer() as api:
+        api.routes["/moved"] = Answer(307, "", {"Location": api.url + "/here"})
+        api.routes["/here"] = Answer(200, {"ok": True})
+        api.routes["/away"] = Answer(302, "", {"Location": other.url + "/landing"})
+        other.routes["/landing"] = Answer(200, {"ok": True})
+        session = api_session(request_for(browser))  # type: ignore[arg-type]
+        assert session.get(api.url + "/moved").status_code == 200
+        assert session.get(api.url + "/away").status_code == 200
+        (moved,), (here,) = api.requests_to("/moved"), api.requests_to("/here")
+        (landed,) = other.requests_to("/landing")
+    first, second = (json.loads(jwt.JWT(jwt=r.headers["DPoP"]).token.objects["payload"]) for r in (moved, here))
+    assert first["htu"] == api.url + "/moved" and second["htu"] == api.url + "/here"
+    assert first["jti"] != second["jti"] and here.headers["Authorization"].startswith("DPoP ")
+    assert "Authorization" not in landed.headers and "DPoP" not in landed.headers
+
+
+def test_par_with_client_secret_post_sends_client_id_once(live_server, node_provider: NodeProvider, settings):
+    """A pushed request carries client_id as a parameter of its own; client_secret_post must not add a second one
+    (the provider refuses a repeated parameter)."""
+    client_id, secret = f"post-{secrets.token_hex(6)}", secrets.token_urlsafe(32)
+    node_provider.register_client(
+        client_id,
+        secret,
+        redirect_uris=[f"{live_server.url}/oauth/callback/"],
+        token_endpoint_auth_method="client_secret_post",
+    )
+    node_provider.reset_counts()
+    settings.OAUTH_CLIENT = node_client_settings(node_provider, client_id, secret)
+    cache.clear()
+    site = Site(url=live_server.url, provider=node_provider, client_id=client_id, client_secret=secret)
+    site.signed_in_browser()
+    counts = node_provider.counts(client_id)
+    assert counts["pushed_authorization_requests"] == 1 and counts["authorization_code_grants"] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"', True),
+        ('Bearer realm="api", DPoP algs="ES256 PS256", error="use_dpop_nonce"', True),  # RFC 9449 §7.2: both schemes
+        ('DPoP realm="a, b", error="use_dpop_nonce"', True),
+        ('Bearer error="use_dpop_nonce"', False),  # a Bearer challenge cannot ask for a DPoP nonce
+        ('DPoP error_description="not error=use_dpop_nonce", error="invalid_token"', False),
+        ('DPoP error="invalid_token"', False),
+        ("", False),
+    ],
+)
+def test_nonce_challenges_are_read_per_scheme(header, expected):
+    assert dpop.is_nonce_challenge(401, {"WWW-Authenticate": header}) is expected

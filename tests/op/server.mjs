@@ -273,6 +273,8 @@ const GRANT_ERROR_COUNTER = { authorization_code: 'authorization_code_errors', r
 provider.on('grant.success', (ctx) => {
   const name = GRANT_COUNTER[ctx.oidc.params.grant_type];
   if (name) count(name, ctx.oidc.client?.clientId);
+  // Grants of clients registered with private_key_jwt: the provider authenticates such a client with nothing else
+  // (lib/shared/client_auth.js), so each one was authenticated by a signed client assertion.
   if (ctx.oidc.client?.clientAuthMethod === 'private_key_jwt') count('private_key_jwt_grants', ctx.oidc.client.clientId);
 });
 
