@@ -193,6 +193,7 @@ class OAuthSessionAdmin(admin.ModelAdmin):
             _("Tokens (never shown)"),
             {
                 "fields": (
+                    "token_type",
                     "access_token_masked",
                     "access_expiry",
                     "id_token_masked",

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -444,6 +445,7 @@ def test_no_key_assertion_proof_or_token_leaks(fapi_site: Site, debug_logs, monk
     database = dump_site_database()
     admin_page = admin_client.get(f"/admin/oauth_client/oauthsession/{record.pk}/change/")
     assert admin_page.status_code == 200
+    assert re.search(r"Token type.*?DPoP", admin_page.content.decode(), re.DOTALL)  # shown: the binding, not the key
     sign_out(fapi_site, browser)
 
     client_key = keys.load(settings_key_file(fapi_site)).key
