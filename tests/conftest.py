@@ -148,17 +148,21 @@ def node_client_settings(
     }
 
 
-def register_node_client(provider: NodeProvider, site_url: str, name: str = "") -> tuple[str, str]:
+def register_node_client(
+    provider: NodeProvider, site_url: str, name: str = "", *, secret: bool = True, **metadata: object
+) -> tuple[str, str]:
     """A fresh client for the site at `site_url` (exact redirect, post-logout and back-channel URIs); `name`: the
-    site's name for this provider when it has several (/oauth/callback/<name>/)."""
-    client_id, client_secret = f"site-{secrets.token_hex(6)}", secrets.token_urlsafe(32)
+    site's name for this provider when it has several (/oauth/callback/<name>/). `secret=False`: a client without a
+    secret (private_key_jwt); `metadata`: more client metadata (NodeProvider.register_client)."""
+    client_id, client_secret = f"site-{secrets.token_hex(6)}", secrets.token_urlsafe(32) if secret else ""
     suffix = f"{name}/" if name else ""
     provider.register_client(
         client_id,
-        client_secret,
+        client_secret or None,
         redirect_uris=[f"{site_url}/oauth/callback/{suffix}"],
         post_logout_redirect_uris=[f"{site_url}/"],
         backchannel_logout_uri=f"{site_url}/oauth/backchannel-logout/{suffix}",
+        **metadata,  # type: ignore[arg-type]
     )
     return client_id, client_secret
 

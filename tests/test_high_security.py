@@ -29,7 +29,7 @@ from jwcrypto import jwk, jwt
 from oauth_client import client_auth, dpop, keys
 from oauth_client.models import OAuthSession
 from tests.browser import Browser
-from tests.conftest import Site, node_client_settings
+from tests.conftest import Site, node_client_settings, register_node_client
 from tests.helpers import active_record, expire_tokens
 from tests.node_provider import NodeProvider
 from tests.test_secrets import Capture, debug_logs, dump_site_database, secret_forms  # noqa: F401 - a fixture
@@ -61,13 +61,10 @@ def make_key(directory: Path, name: str = "client-key.pem", kind: str = "ec") ->
 
 def register(op: NodeProvider, site_url: str, **keys_metadata: object) -> str:
     """A FAPI-style client for the site: private_key_jwt only, PAR required, DPoP-bound access tokens."""
-    client_id = f"fapi-{secrets.token_hex(6)}"
-    op.register_client(
-        client_id,
-        None,
-        redirect_uris=[f"{site_url}/oauth/callback/"],
-        post_logout_redirect_uris=[f"{site_url}/"],
-        backchannel_logout_uri=f"{site_url}/oauth/backchannel-logout/",
+    client_id, _ = register_node_client(
+        op,
+        site_url,
+        secret=False,
         token_endpoint_auth_method="private_key_jwt",
         require_pushed_authorization_requests=True,
         dpop_bound_access_tokens=True,
