@@ -11,6 +11,8 @@
    Target ≤ 10 ms.
 4. Under uvicorn (ASGI): the signed-in page that reads no tokens, OAuth vs plain (throughput ratio, same run), and,
    with one worker, the latency of a plain page while a burst of sessions refresh at once (event-loop lag).
+5. What private_key_jwt and DPoP add to a call, in CPU: a client assertion, a DPoP proof, a session's key pair
+   (in-process, per call; no target: figures to compare with (3)).
 
 Method and results: docs/benchmarks.md. Loopback only; every phase is bounded in time or count.
 """
@@ -361,6 +363,32 @@ def bench_refresh_overhead(
 # --- the run --------------------------------------------------------------------------------------------------
 
 
+def bench_high_security(calls: int = 2000) -> dict[str, float]:
+    """(5) Milliseconds per client assertion (ES256 and RSA-3072 PS256), DPoP proof and DPoP key pair."""
+    from oauth_client import dpop, keys
+    from oauth_client.client_auth import PrivateKeyJWT
+
+    def per_call(work: Callable[[], object]) -> float:
+        work()
+        started = time.perf_counter()
+        for _ in range(calls):
+            work()
+        return (time.perf_counter() - started) / calls * 1000
+
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="oauth-bench-keys-") as tmp:
+        for kind, alg in (("ec", "ES256"), ("rsa", "PS256")):
+            path = Path(tmp) / f"{kind}.pem"
+            path.write_bytes(keys.generate(kind).export_to_pem(private_key=True, password=None))
+            auth = PrivateKeyJWT("bench-site", keys.load(str(path)), alg, "https://op.example")
+            figures[f"assertion_{alg}_ms"] = per_call(auth.assertion)
+    key = dpop.load_key(dpop.new_key())
+    token = "a" * 43
+    figures["proof_ms"] = per_call(lambda: dpop.proof(key, "POST", "https://op.example/token", access_token=token))
+    figures["new_key_ms"] = per_call(dpop.new_key)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The refresh benchmarks (see docs/benchmarks.md).")
     parser.add_argument("--rounds", type=int, default=5, help="(1) alternating HTTP rounds per variant")
@@ -455,6 +483,13 @@ def main(argv: list[str] | None = None) -> int:
                         f" {a['burst_ms']:.1f} ms (max {a['burst_max_ms']:.1f}; {a['burst_samples']} samples)"
                         f" vs {a['idle_ms']:.1f} ms idle"
                     )
+            h = bench_high_security()
+            print("\n(5) what private_key_jwt and DPoP add to a call (CPU, in-process, per call)")
+            print(
+                f"    client assertion ES256 {h['assertion_ES256_ms']:.3f} ms, PS256 (RSA 3072)"
+                f" {h['assertion_PS256_ms']:.3f} ms; DPoP proof {h['proof_ms']:.3f} ms;"
+                f" a session's DPoP key pair {h['new_key_ms']:.3f} ms"
+            )
         finally:
             provider.stop()
     home = pages["1a"]
