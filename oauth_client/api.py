@@ -22,6 +22,7 @@ from oauth_client.store import TokenSet, in_worker_thread, token_store
 
 _SENT_AT = "_oauth_sent_at"
 _RETRIED = "_oauth_retried"
+_REPROOF = "_oauth_reproof"  # a same-host redirect of a DPoP request: a new proof before it is sent
 
 
 def get_tokens(request: HttpRequest) -> TokenSet:
@@ -120,7 +121,9 @@ class BearerAuth(requests.auth.AuthBase):
     def _authorize(self, r: requests.PreparedRequest, nonce: str | None = None) -> requests.PreparedRequest:
         record = _fresh_record(self.request)
         url = str(r.url)
-        _set_headers(r.headers, _headers_for(record, str(r.method), url, nonce or dpop.nonce_for(url)))
+        if record.token_type == dpop.SCHEME and nonce is None:
+            nonce = dpop.nonce_for(url)
+        _set_headers(r.headers, _headers_for(record, str(r.method), url, nonce))
         return r
 
     @sensitive_variables()
@@ -151,7 +154,7 @@ class BearerAuth(requests.auth.AuthBase):
             # Refresh unless another request already did after this one sent its token; then use that token.
             sent_at: datetime = getattr(sent, _SENT_AT, None) or timezone.now()
             token_store().ensure_fresh(self.request, force_since=sent_at)
-            nonce = None
+            # `nonce` stays: a nonce sent with the 401 is the server's current one, for the retry too.
         else:
             return response
         retry = sent.copy()
@@ -176,15 +179,35 @@ class _TimeoutSession(requests.Session):
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect: requests drops Authorization when the host changes, and the DPoP proof goes with it; on the
-        same host it keeps both, so the proof (bound to one method and URL, and single-use) is made anew."""
+        same host it keeps both, and the proof (bound to one method and URL, and single-use) must be made anew —
+        by `send`, when the redirect is followed (requests also calls this to build `Response.next`, never sent)."""
         super().rebuild_auth(prepared_request, response)
         headers = prepared_request.headers
-        if "DPoP" not in headers:
-            return
-        if not str(headers.get("Authorization", "")).startswith("DPoP ") or not isinstance(self.auth, BearerAuth):
+        if "DPoP" in headers:
             del headers["DPoP"]
-            return
-        self.auth._authorize(prepared_request)
+            if str(headers.get("Authorization", "")).startswith("DPoP "):
+                setattr(prepared_request, _REPROOF, True)
+
+    @sensitive_variables()
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if getattr(request, _REPROOF, False):
+            setattr(request, _REPROOF, False)
+            # The BearerAuth that authorized the first request of this redirect chain (its response hook), so the
+            # hop carries the same person's token, never the session's default auth's.
+            owner = next(
+                (
+                    h.__self__
+                    for h in request.hooks.get("response", [])
+                    if isinstance(getattr(h, "__self__", None), BearerAuth)
+                ),
+                None,
+            )
+            if owner is None:
+                del request.headers["Authorization"]
+            else:
+                setattr(request, _SENT_AT, timezone.now())
+                owner._authorize(request)
+        return super().send(request, **kwargs)
 
 
 def api_session(request: HttpRequest) -> requests.Session:
@@ -264,7 +287,6 @@ class AsyncBearerAuth(httpx.Auth):
                 return  # nothing to refresh with: the caller sees the 401
             await response.aread()
             await token_store().aensure_fresh(self.request, force_since=sent_at)
-            nonce = None
         else:
             return
         await self._authorize(request, nonce)
@@ -272,23 +294,32 @@ class AsyncBearerAuth(httpx.Auth):
         if request.headers.get("DPoP"):
             await dpop.aremember_nonce(url, response.headers)
 
-
-async def _no_stray_proof(request: httpx.Request) -> None:
-    """httpx drops Authorization on a redirect to another origin but keeps other headers: the DPoP proof goes too."""
-    if "DPoP" in request.headers and not request.headers.get("Authorization", "").startswith("DPoP "):
-        del request.headers["DPoP"]
+    async def check_proof(self, request: httpx.Request) -> None:
+        """A request hook (httpx runs it before every hop, redirects included): a proof goes only with its token, and
+        only for the method and URL it was made for — else it is dropped with the token (another origin), or made
+        anew (the same origin: httpx keeps Authorization there)."""
+        proof = request.headers.get("DPoP")
+        if proof is None:
+            return
+        if not request.headers.get("Authorization", "").startswith("DPoP "):
+            del request.headers["DPoP"]
+            return
+        claims = dpop.proof_claims(proof)
+        if claims.get("htm") != request.method or claims.get("htu") != dpop.target_uri(str(request.url)):
+            await self._authorize(request)
 
 
 def async_api_client(request: HttpRequest) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` for calling APIs as the signed-in user from async views: `AsyncBearerAuth`, JSON
     accepted, OAUTH_CLIENT['HTTP_TIMEOUT'] as the timeout. Use it as `async with async_api_client(request) as c:`."""
     connect, read = oauth_settings.HTTP_TIMEOUT
-    # Redirects are not followed (httpx's default, stated): a DPoP proof is good for one method and URL. A caller that
-    # follows them anyway never sends the proof to another origin (the request hook).
+    # Redirects are not followed (httpx's default, stated). A caller that follows them anyway gets a new proof for
+    # each hop on the same origin, and none on another (the request hook).
+    auth = AsyncBearerAuth(request)
     return httpx.AsyncClient(
-        auth=AsyncBearerAuth(request),
+        auth=auth,
         follow_redirects=False,
-        event_hooks={"request": [_no_stray_proof]},
+        event_hooks={"request": [auth.check_proof]},
         headers={"Accept": "application/json"},
         timeout=httpx.Timeout(read, connect=connect),
     )

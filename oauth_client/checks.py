@@ -292,13 +292,16 @@ def check_high_security(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
         for key in ("CLIENT_KEY_FILE", "CLIENT_KEY_FILE_NEXT"):
             if getattr(provider, key):
                 try:
-                    client_keys.load(str(getattr(provider, key)))
+                    loaded = client_keys.load(str(getattr(provider, key)))
+                    if key == "CLIENT_KEY_FILE" and provider.CLIENT_KEY_ALGORITHM:
+                        loaded.algorithm(None, str(provider.CLIENT_KEY_ALGORITHM))
                 except ConfigurationError as exc:
                     messages.append(
                         Error(
                             f"{setting_name(provider, key)}: {exc}.",
                             hint="A PEM private key, RSA (2048 bits or more) or EC P-256/P-384/P-521, readable by "
-                            "the site: `manage.py oidc_client_key --out PATH` makes one.",
+                            "the site (`manage.py oidc_client_key --out PATH` makes one), and a CLIENT_KEY_ALGORITHM "
+                            "it can sign (or none).",
                             obj=_obj(provider),
                             id="oauth_client.E021",
                         )
@@ -324,11 +327,16 @@ def _key_id_clashes() -> list[CheckMessage]:
     seen: dict[str, str] = {}
     clashes = set()
     for provider in checked_providers():
-        try:
-            found = client_keys.configured_keys(provider)
-        except ConfigurationError:
-            continue  # E021 says so
-        for key in found:
+        for path, kid in (
+            (provider.CLIENT_KEY_FILE, provider.CLIENT_KEY_ID),
+            (provider.CLIENT_KEY_FILE_NEXT, provider.CLIENT_KEY_ID_NEXT),
+        ):
+            if not path:
+                continue
+            try:
+                key = client_keys.load(str(path), str(kid or ""))
+            except ConfigurationError:
+                continue  # E021 says so
             thumbprint = key.key.thumbprint()
             if seen.setdefault(key.kid, thumbprint) != thumbprint:
                 clashes.add(key.kid)
@@ -348,9 +356,11 @@ def _offered(provider: Provider) -> list[CheckMessage]:
     if metadata is None:
         return []
     missing = []
-    if uses_private_key_jwt(provider) and "private_key_jwt" not in (
-        metadata.get("token_endpoint_auth_methods_supported") or []
-    ):
+    # Only where the key is the one way in: with no method set and a secret too, the secret is used instead.
+    key_only = provider.TOKEN_AUTH_METHOD == "private_key_jwt" or (
+        uses_private_key_jwt(provider) and not provider.CLIENT_SECRET
+    )
+    if key_only and "private_key_jwt" not in (metadata.get("token_endpoint_auth_methods_supported") or []):
         missing.append("private_key_jwt in token_endpoint_auth_methods_supported")
     if dpop.switch(provider.PAR) == "on" and not metadata.get("pushed_authorization_request_endpoint"):
         missing.append("a pushed_authorization_request_endpoint")

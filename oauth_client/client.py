@@ -104,9 +104,10 @@ def _parse_token_response(resp: http.Response, *, dpop_bound: bool = False) -> T
     if not isinstance(access_token, str) or not access_token:
         raise InvalidResponse("token response has no access_token")
     token_type = data.get("token_type")
-    # RFC 6749 §7.1 / RFC 9449 §5: token types are case-insensitive. With a proof sent, only a DPoP-bound token:
-    # §5 lets a client discard a Bearer answer when the binding matters, and DPOP "on" says it does.
-    accepted = {"dpop": dpop.SCHEME} if dpop_bound else {"bearer": "Bearer"}
+    # RFC 6749 §7.1 / RFC 9449 §5: token types are case-insensitive; DPoP only from a call that carried a proof. A
+    # Bearer answer to one is parsed (its refresh token may be a rotated one, which must not be lost) and refused
+    # by the caller (RFC 9449 §5: a client discards it when the binding matters, and DPOP "on" says it does).
+    accepted = {"bearer": "Bearer", **({"dpop": dpop.SCHEME} if dpop_bound else {})}
     if not isinstance(token_type, str) or token_type.lower() not in accepted:
         raise InvalidResponse(f"token response token_type is not {' or '.join(accepted.values())}")
     expires_in = data.get("expires_in")

@@ -420,7 +420,9 @@ def _client_key(report: Report, metadata: dict[str, Any]) -> None:
     provider = report.provider
     try:
         key = keys.signing_key(provider)
-        alg = key.algorithm(metadata.get("token_endpoint_auth_signing_alg_values_supported"))
+        alg = key.algorithm(
+            metadata.get("token_endpoint_auth_signing_alg_values_supported"), str(provider.CLIENT_KEY_ALGORITHM or "")
+        )
         upcoming = keys.next_key(provider)
     except ConfigurationError as exc:
         report.add(
@@ -459,12 +461,21 @@ def _high_security(report: Report, metadata: dict[str, Any]) -> None:
                 "below shows the parameters as they would go without PAR)",
             )
         elif metadata.get("require_pushed_authorization_requests") is True:
-            report.add(
-                "par",
-                FAIL,
-                "the provider requires pushed authorization requests, and PAR is off",
-                f"Set {env_name(provider, 'PAR')}=auto.",
-            )
+            if dpop.switch(provider.PAR) == "off":
+                report.add(
+                    "par",
+                    FAIL,
+                    "the provider requires pushed authorization requests, and PAR is off",
+                    f"Set {env_name(provider, 'PAR')}=auto.",
+                )
+            else:
+                report.add(
+                    "par",
+                    FAIL,
+                    "the provider requires pushed authorization requests but advertises no "
+                    "pushed_authorization_request_endpoint",
+                    "Check the provider's discovery document (its PAR endpoint is missing).",
+                )
         else:
             report.add("par", INFO, f"authorization requests go through the browser (PAR {dpop.switch(provider.PAR)})")
     if not dpop.enabled(provider):

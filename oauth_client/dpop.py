@@ -4,8 +4,8 @@ With DPOP on, each sign-in gets its own ES256 key pair; its private half is kept
 (never in a cookie, never shown). Every call that uses the key carries a proof, a JWT signed with it
 (RFC 9449 §4.2): `typ` dpop+jwt, the public key in `jwk`, and the claims `jti` (unique), `htm` (the method), `htu`
 (the URL without query and fragment), `iat`, `ath` (the access token's hash) when presenting an access token, and
-the server's `nonce` once it asked for one (§8, §9). Nonces are kept per server origin in Django's cache, so every
-process answers a challenge once, not once each.
+the server's `nonce` once it asked for one (§8, §9). Nonces are kept per endpoint and origin in Django's cache, so
+every process answers a challenge once, not once each.
 
 RFC 9449 §5: a confidential client's refresh token is not bound to the key, its access tokens are.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -71,6 +72,16 @@ def target_uri(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def proof_claims(proof: str) -> dict[str, Any]:
+    """The claims of a proof this client made (read, not verified: for checking which request it was made for)."""
+    try:
+        payload = proof.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def new_jti() -> str:
     return secrets.token_urlsafe(24)
 
@@ -93,13 +104,22 @@ def proof(key: jwk.JWK, method: str, url: str, *, access_token: str | None = Non
 
 # --- nonces (RFC 9449 §8 and §9), per server -------------------------------------------------------------------
 #
-# A nonce is good at the server that issued it (§9): kept per endpoint (scheme, host, path), so an authorization
-# server and a resource server behind one origin, or two issuers on one host, never overwrite each other's. The cache
-# only saves the next request a challenge: a challenge's own nonce is used for its retry directly.
+# A nonce is good at the server that issued it (§9): kept per endpoint (scheme, host, path) and per origin, and read
+# endpoint first, so an authorization server and a resource server behind one origin, or two issuers on one host,
+# each find their own where they have been, and a new path of a server starts from its origin's. The cache only saves
+# the next request a challenge: a challenge's own nonce is used for its retry directly.
 
 
-def _nonce_key(url: str) -> str:
-    return "oauth_client:dpop-nonce:" + hashlib.sha256(target_uri(url).lower().encode()).hexdigest()[:24]
+def _nonce_keys(url: str) -> tuple[str, str]:
+    """The cache keys of a nonce: the endpoint's (scheme, host, path), then its origin's (most servers have one
+    nonce for all their endpoints: a new path then starts from it instead of a challenge)."""
+    endpoint = target_uri(url).lower()
+    parts = urlsplit(endpoint)
+
+    def key(where: str) -> str:
+        return "oauth_client:dpop-nonce:" + hashlib.sha256(where.encode()).hexdigest()[:24]
+
+    return key(endpoint), key(f"{parts.scheme}://{parts.netloc}")
 
 
 def _cache() -> Any:
@@ -112,20 +132,27 @@ def nonce_from(headers: Any) -> str | None:
     return value if isinstance(value, str) and NONCE_RE.match(value) else None
 
 
+def _first(found: dict[str, Any], keys: tuple[str, str]) -> str | None:
+    for key in keys:
+        if isinstance(found.get(key), str):
+            return str(found[key])
+    return None
+
+
 def nonce_for(url: str) -> str | None:
+    keys = _nonce_keys(url)
     try:
-        value = _cache().get(_nonce_key(url))
+        return _first(_cache().get_many(keys), keys)
     except Exception:  # noqa: BLE001 - without the cache, the server's challenge costs one retry
         return None
-    return value if isinstance(value, str) else None
 
 
 async def anonce_for(url: str) -> str | None:
+    keys = _nonce_keys(url)
     try:
-        value = await _cache().aget(_nonce_key(url))
+        return _first(await _cache().aget_many(keys), keys)
     except Exception:  # noqa: BLE001 - see nonce_for
         return None
-    return value if isinstance(value, str) else None
 
 
 def remember_nonce(url: str, headers: Any) -> str | None:
@@ -133,7 +160,7 @@ def remember_nonce(url: str, headers: Any) -> str | None:
     value = nonce_from(headers)
     if value is not None:
         try:
-            _cache().set(_nonce_key(url), value, NONCE_SECONDS)
+            _cache().set_many(dict.fromkeys(_nonce_keys(url), value), NONCE_SECONDS)
         except Exception:  # noqa: BLE001, S110 - see nonce_for
             pass
     return value
@@ -143,7 +170,7 @@ async def aremember_nonce(url: str, headers: Any) -> str | None:
     value = nonce_from(headers)
     if value is not None:
         try:
-            await _cache().aset(_nonce_key(url), value, NONCE_SECONDS)
+            await _cache().aset_many(dict.fromkeys(_nonce_keys(url), value), NONCE_SECONDS)
         except Exception:  # noqa: BLE001, S110 - see nonce_for
             pass
     return value
@@ -154,6 +181,7 @@ async def aremember_nonce(url: str, headers: Any) -> str | None:
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SCHEME = re.compile(rf"(?:^|,)\s*({_TOKEN})(?=\s+{_TOKEN}\s*=|\s+[A-Za-z0-9._~+/-]+=*\s*(?:,|$)|\s*(?:,|$))")
+_ESCAPED = re.compile(r"\\(.)")  # quoted-pair (RFC 9110 §5.6.4)
 _ERROR = re.compile(r'(?:^|[\s,])error\s*=\s*(?:"([^"]*)"|([^\s,]*))', re.IGNORECASE)
 
 
@@ -170,7 +198,9 @@ def challenge_errors(value: str) -> dict[str, str]:
         # Found in the masked text (never inside another parameter's quoted string), read from the real one.
         found = _ERROR.search(masked, begin, end)
         group = (1 if found.group(1) is not None else 2) if found else 0
-        errors.setdefault(scheme, value[found.start(group) : found.end(group)] if found else "")
+        error = _ESCAPED.sub(r"\1", value[found.start(group) : found.end(group)]) if found else ""
+        if error or scheme not in errors:  # a scheme named twice: the challenge that has an error
+            errors[scheme] = error
     return errors
 
 

@@ -56,7 +56,8 @@ class ClientKey:
                 raise ConfigurationError(f"key {self.kid!r} cannot sign {chosen!r} (it can sign {', '.join(mine)})")
             return chosen
         if advertised is None:
-            return mine[0]
+            # Nothing advertised: what every provider takes (RS256 for RSA; an EC key's one algorithm).
+            return "RS256" if self.key.get("kty") == "RSA" else mine[0]
         offered = set(advertised)
         for alg in mine:
             if alg in offered:
@@ -130,17 +131,9 @@ def next_key(provider: Provider) -> ClientKey | None:
     return load(str(provider.CLIENT_KEY_FILE_NEXT), str(provider.CLIENT_KEY_ID_NEXT or ""))
 
 
-def configured_keys(provider: Provider) -> list[ClientKey]:
-    """The provider's current and next keys that are configured (raises `ConfigurationError` for one that does not
-    load)."""
-    found = [signing_key(provider)] if provider.CLIENT_KEY_FILE else []
-    upcoming = next_key(provider)
-    return [*found, upcoming] if upcoming is not None else found
-
-
-def published_keys(providers: Iterable[Provider]) -> dict[str, list[dict[str, Any]]]:
+def published_keys(providers: Iterable[Provider], failures: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """The public JWK Set (RFC 7517 §5) of every configured client key, current and next, each once. A key that does
-    not load is left out (and logged; check E021 names it): the others stay published."""
+    not load is left out (logged, and named in `failures`; check E021 names it too): the others stay published."""
     keys: dict[str, dict[str, Any]] = {}
     for provider in providers:
         for name in ("CLIENT_KEY_FILE", "CLIENT_KEY_FILE_NEXT"):
@@ -150,6 +143,8 @@ def published_keys(providers: Iterable[Provider]) -> dict[str, list[dict[str, An
                 key = signing_key(provider) if name == "CLIENT_KEY_FILE" else next_key(provider)
             except ConfigurationError as exc:
                 logger.error("client key not published (provider %r, %s): %s", provider.name, name, exc)
+                if failures is not None:
+                    failures.append(f"{provider.name}: {name}")
                 continue
             if key is not None:
                 # The same key configured for two providers is published once (check E023 refuses one kid for two

@@ -37,13 +37,14 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from oauth_client import client, discovery, providers, signals
+from oauth_client import client, discovery, dpop, providers, signals
 from oauth_client.client import TokenResponse
 from oauth_client.conf import oauth_settings
 from oauth_client.exceptions import (
     EndReason,
     InvalidClient,
     InvalidGrant,
+    InvalidResponse,
     ProviderFailure,
     ProviderNotConfigured,
     ReauthenticationRequired,
@@ -604,7 +605,10 @@ class TokenStore:
             return None
         try:
             assert attempt.provider is not None
-            # With DPoP, the new access token is bound to the session's key (its refresh token is not: RFC 9449 §5).
+            # With DPoP, the new access token is bound to the session's key (its refresh token is not: RFC 9449 §5,
+            # so a session without a key — signed in before DPOP was on — gets one now, stored with the answer).
+            if not current.dpop_key and dpop.enabled(attempt.provider):
+                current.dpop_key = dpop.new_key()
             attempt.tokens = client.refresh(attempt.provider, current.refresh_token, dpop_key=current.dpop_key or None)
         except InvalidGrant as exc:
             self.end_locked(attempt, EndReason.REFRESH_REJECTED, exc)
@@ -618,6 +622,13 @@ class TokenStore:
         answer that cannot be used now keeps the new refresh token alone."""
         current, provider = attempt.current, attempt.provider
         assert current is not None and provider is not None
+        if current.dpop_key and tokens.token_type != dpop.SCHEME:
+            # A proof was sent and the provider answered an unbound token (RFC 9449 §5): DPOP on says the binding
+            # matters, so the answer is refused, its refresh token revoked after the commit, the session ended.
+            attempt.refused = tokens
+            error = InvalidResponse("the provider answered a Bearer token to a DPoP-bound refresh")
+            self.end_locked(attempt, EndReason.REFRESH_REJECTED, error)
+            return
         try:
             claims = validate_refreshed_id_token(provider, tokens.id_token, current.claims) if tokens.id_token else None
         except ProviderFailure as exc:

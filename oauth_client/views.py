@@ -357,6 +357,9 @@ class CallbackView(ProviderMixin, View):
                 self.provider, code, attempt["redirect_uri"], attempt["verifier"], dpop_key=self.dpop_key or None
             )
             self.token_type = tokens.token_type
+            if self.dpop_key and tokens.token_type != dpop.SCHEME:
+                self.discard(tokens)
+                raise InvalidResponse("the provider answered a Bearer token to a DPoP-bound code exchange")
             if not tokens.id_token:
                 raise InvalidResponse("token response has no id_token (is 'openid' in the scopes?)")
             claims = validate_id_token(self.provider, tokens.id_token, nonce=attempt["nonce"])
@@ -383,6 +386,15 @@ class CallbackView(ProviderMixin, View):
             message = str(rejection) if rejection is not None else _("This account cannot sign in here.")
             return self.fail(request, message, status=403, code="user_rejected")
         return self.complete(request, user, tokens, claims, userinfo, attempt.get("next"))
+
+    @method_decorator(sensitive_variables())
+    def discard(self, tokens: client.TokenResponse) -> None:
+        """Revoke the refresh token of an answer the site refuses (best effort: it is never stored)."""
+        try:
+            if tokens.refresh_token:
+                client.revoke(self.provider, tokens.refresh_token)
+        except ProviderFailure as exc:
+            logger.warning("the refused answer's refresh token could not be revoked: %s", exc)
 
     def check_issuer_parameter(self, params: Mapping[str, str], metadata: Mapping[str, Any]) -> None:
         """RFC 9207: the `iss` authorization-response parameter defeats mix-up attacks."""
@@ -469,14 +481,16 @@ def jwks_view(request: HttpRequest) -> HttpResponse:
     CLIENT_KEY_FILE_NEXT during a rotation), as a JWK Set (RFC 7517 §5). Empty without private_key_jwt."""
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
+    failures: list[str] = []
     try:
-        keyset = keys.published_keys(providers.registry().values())
+        keyset = keys.published_keys(providers.registry().values(), failures)
     except ConfigurationError as exc:
-        logger.error("client keys cannot be published: %s", exc)
+        logger.error("client keys cannot be published: %s", exc)  # a bad PROVIDERS setting (check E016)
         return JsonResponse({"error": "temporarily_unavailable"}, status=503)
     response = JsonResponse(keyset, content_type="application/jwk-set+json")
-    # Providers cache it; a rotation publishes the next key well before it signs (docs/providers.md).
-    response["Cache-Control"] = "public, max-age=300"
+    # Providers cache it; a rotation publishes the next key well before it signs (docs/configuration.md). A set with a
+    # key missing (a file being replaced) must not be cached for minutes.
+    response["Cache-Control"] = "no-store" if failures else "public, max-age=300"
     return response
 
 

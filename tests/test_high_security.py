@@ -533,13 +533,27 @@ def test_the_key_command_prints_assertions_and_public_keys(fapi_site: Site, sett
         ({"CLIENT_SECRET": "s" * 32, "PAR": "always"}, {"oauth_client.E022"}),
         ({"CLIENT_SECRET": "s" * 32, "DPOP": "yes"}, {"oauth_client.E022"}),
         ({"CLIENT_SECRET": "s" * 32, "TOKEN_AUTH_METHOD": "tls_client_auth"}, {"oauth_client.E008"}),
+        ({"CLIENT_KEY_FILE": "EC_KEY", "CLIENT_KEY_ALGORITHM": "RS256"}, {"oauth_client.E021"}),
+        (
+            {
+                "CLIENT_KEY_FILE": "EC_KEY",
+                "CLIENT_KEY_ID": "k1",
+                "CLIENT_KEY_FILE_NEXT": "RSA_KEY",
+                "CLIENT_KEY_ID_NEXT": "k1",
+            },
+            {"oauth_client.E023"},
+        ),
     ],
 )
-def test_settings_that_cannot_work_are_system_check_errors(settings, overrides, expected):
+def test_settings_that_cannot_work_are_system_check_errors(settings, tmp_path, overrides, expected):
     from django.core.checks import run_checks
 
+    files = {"EC_KEY": str(make_key(tmp_path, "ec.pem")), "RSA_KEY": str(make_key(tmp_path, "rsa.pem", kind="rsa"))}
+    overrides = {k: files.get(v, v) if isinstance(v, str) else v for k, v in overrides.items()}
     settings.OAUTH_CLIENT = {"ISSUER": "https://op.example", "CLIENT_ID": "site", **overrides}
-    found = {m.id for m in run_checks(tags=["oauth_client"]) if m.id in {*expected, "oauth_client.W003"}}
+    found = {
+        m.id for m in run_checks(tags=["oauth_client"]) if m.id in {*expected, "oauth_client.W003", "oauth_client.E021"}
+    }
     # No client secret is asked for when the client authenticates with a key.
     assert found == expected
 
@@ -683,3 +697,111 @@ def test_par_with_client_secret_post_sends_client_id_once(live_server, node_prov
 )
 def test_nonce_challenges_are_read_per_scheme(header, expected):
     assert dpop.is_nonce_challenge(401, {"WWW-Authenticate": header}) is expected
+
+
+def test_turning_dpop_on_binds_existing_sessions_at_their_next_refresh(node_site: Site, settings):
+    """A confidential client's refresh token is not bound (RFC 9449 §5): a session signed in with Bearer tokens gets
+    a key at its next refresh, and the provider binds the new access token to it."""
+    op = node_site.provider
+    assert isinstance(op, NodeProvider)
+    browser = node_site.signed_in_browser()
+    assert active_record().token_type == "Bearer" and active_record().dpop_key == ""
+    settings.OAUTH_CLIENT = {**settings.OAUTH_CLIENT, "DPOP": "on"}
+    expire_tokens()
+    profile = browser.get(node_site.url + "/account/")
+    assert profile.status_code == 200 and op.account_email in profile.text  # userinfo with the bound token
+    record = active_record()
+    assert record.token_type == "DPoP" and record.refresh_count == 1
+    assert op.bound_keys(node_site.client_id) == [dpop.thumbprint(record.dpop_key)]
+
+
+def test_a_bearer_answer_to_a_dpop_refresh_ends_the_session_and_revokes_it(site, settings):
+    """The embedded provider ignores proofs: with DPOP turned on after sign-in, the refresh (with a proof, a new key)
+    gets a Bearer answer. The site refuses it (RFC 9449 §5), ends the session, and revokes the refresh token that
+    answer carried, so nothing it held stays alive."""
+    browser = site.signed_in_browser()
+    settings.OAUTH_CLIENT = {**settings.OAUTH_CLIENT, "DPOP": "on"}
+    before = {row["token"] for row in site.provider.refresh_token_rows()}
+    expire_tokens()
+    resp = browser.get(site.url + "/account/", allow_redirects=False)
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/oauth/login/")
+    record = OAuthSession.objects.get()
+    assert record.ended_reason == OAuthSession.EndReason.REFRESH_REJECTED
+    (issued,) = [row["token"] for row in site.provider.refresh_token_rows() if row["token"] not in before]
+    assert site.provider.is_refresh_token_revoked(issued)
+
+
+def test_an_rsa_key_signs_rs256_where_the_provider_advertises_nothing(tmp_path: Path):
+    key = keys.load(str(make_key(tmp_path, kind="rsa")))
+    assert key.algorithm(None) == "RS256"
+    assert key.algorithm(["RS256", "PS256"]) == "PS256"
+    assert key.algorithm(["RS256", "ES256"]) == "RS256"
+    assert key.algorithm(["PS256"], "RS256") == "RS256"  # CLIENT_KEY_ALGORITHM wins: the registration pins it
+    with pytest.raises(Exception, match="cannot sign"):
+        keys.load(str(make_key(tmp_path, "ec.pem"))).algorithm(None, "RS256")
+
+
+def test_the_async_client_makes_a_proof_per_hop_and_none_for_another_origin(monkeypatch):
+    """httpx keeps headers on a same-origin redirect and drops Authorization (only) on another origin: the request
+    hook makes a new proof for each same-origin hop, and drops the proof with the token."""
+    from types import SimpleNamespace
+
+    import httpx
+    from asgiref.sync import async_to_sync
+
+    from oauth_client import api
+
+    record = SimpleNamespace(access_token="T1", token_type="DPoP", dpop_key=dpop.new_key())
+
+    async def fresh(request):  # type: ignore[no-untyped-def]
+        return record
+
+    monkeypatch.setattr(api, "_afresh_record", fresh)
+    seen: list[tuple[str, str, str | None, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        proof = request.headers.get("DPoP")
+        claims = dpop.proof_claims(proof) if proof else {}
+        seen.append((request.url.host + request.url.path, request.method, claims.get("htu"), claims.get("jti")))
+        if request.url.path == "/moved":
+            return httpx.Response(307, headers={"Location": "https://api.example/here"})
+        if request.url.path == "/away":
+            return httpx.Response(302, headers={"Location": "https://elsewhere.example/landing"})
+        return httpx.Response(200)
+
+    async def call() -> None:
+        auth = api.AsyncBearerAuth(object())  # type: ignore[arg-type]
+        hooks = {"request": [auth.check_proof]}
+        transport = httpx.MockTransport(handler)
+        async with httpx.AsyncClient(auth=auth, transport=transport, event_hooks=hooks) as client:
+            assert (await client.get("https://api.example/moved", follow_redirects=True)).status_code == 200
+            assert (await client.get("https://api.example/away", follow_redirects=True)).status_code == 200
+
+    async_to_sync(call)()
+    moved, here, away, landing = seen
+    assert moved[2] == "https://api.example/moved" and here[2] == "https://api.example/here"
+    assert moved[3] != here[3]
+    assert away[2] == "https://api.example/away" and landing == ("elsewhere.example/landing", "GET", None, None)
+
+
+def test_an_unfollowed_redirect_makes_no_proof_and_no_refresh(fapi_site: Site):
+    """requests also prepares the next hop of a redirect it does not follow (Response.next): no proof is made for it
+    (and no token read or refreshed) until it is sent."""
+    from oauth_client import api_session
+    from tests.stub_server import Answer, StubServer
+    from tests.test_api import request_for
+
+    browser = fapi_site.signed_in_browser()
+    made: list[str] = []
+    real = dpop.proof
+    with StubServer() as api:
+        api.routes["/moved"] = Answer(302, "", {"Location": api.url + "/here"})
+        session = api_session(request_for(browser))  # type: ignore[arg-type]
+        try:
+            dpop.proof = lambda *a, **k: made.append("proof") or real(*a, **k)  # type: ignore[assignment]
+            response = session.get(api.url + "/moved", allow_redirects=False)
+        finally:
+            dpop.proof = real  # type: ignore[assignment]
+        assert response.status_code == 302 and len(api.seen) == 1
+    assert made == ["proof"]  # the one for the request that was sent
+    assert response.next is not None and "DPoP" not in response.next.headers

@@ -147,12 +147,10 @@ def test_token_type_dpop_only_when_this_client_sent_a_proof(value):
     headers = CaseInsensitiveDict({"Content-Type": "application/json"})
     tokens = _parse_token_response(Response(200, headers, raw), dpop_bound=True)
     assert tokens.token_type == "DPoP"
-    # And with a proof sent, only a DPoP-bound token: a provider that ignored the proof answers Bearer, and RFC 9449
-    # §5 lets the client discard that answer when the binding matters (DPOP "on" says it does).
-    names, message, _ = raised(
-        _parse_token_response, Response(200, headers, json.dumps(GOOD).encode()), dpop_bound=True
-    )
-    assert "InvalidResponse" in names and "token_type is not DPoP" in message
+    # A Bearer answer to a call that carried a proof is parsed (its refresh token may be a rotated one); the callers
+    # refuse it (test_high_security.py: sign-in fails, a refresh ends the session and revokes it).
+    bearer = _parse_token_response(Response(200, headers, json.dumps(GOOD).encode()), dpop_bound=True)
+    assert bearer.token_type == "Bearer"
 
 
 @pytest.mark.parametrize("name", ["id_token", "refresh_token", "scope"])
