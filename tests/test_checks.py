@@ -157,6 +157,19 @@ def test_invalid_values(production):
     }
 
 
+def manage_py_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`manage.py check --tag oauth_client` in a fresh process, on SQLite, with the demo site's environment `env`."""
+    env = {key: value for key, value in env.items() if key != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--tag", "oauth_client"],
+        cwd=repo_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_manage_py_check_reports_and_fails(tmp_path):
     env = {
         **os.environ,
@@ -167,15 +180,7 @@ def test_manage_py_check_reports_and_fails(tmp_path):
         "OIDC_CLIENT_ID": "site",
         "OIDC_CLIENT_SECRET": "secret",
     }
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--tag", "oauth_client"],
-        cwd=repo_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage_py_check(env)
     assert result.returncode != 0
     assert "oauth_client.E002" in result.stderr and "is not an https URL" in result.stderr
 
@@ -332,15 +337,7 @@ def test_manage_py_check_names_the_provider(tmp_path):
         "OIDC_PARTNER_ISSUER": "http://partner.example.com",
         "OIDC_PARTNER_CLIENT_ID": "site",
     }
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--tag", "oauth_client"],
-        cwd=repo_root(),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = manage_py_check(env)
     assert result.returncode != 0
     assert "partner: (oauth_client.E002) The issuer 'http://partner.example.com' of provider 'partner'" in (
         result.stderr

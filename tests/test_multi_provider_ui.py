@@ -262,14 +262,6 @@ def test_your_sessions_with_one_provider_does_not_name_it(one, client):
 # --- the admin --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def admin_client() -> Client:
-    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-not-used")
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 def test_admin_has_a_provider_column_and_filter(several, admin_client):
     corp = signed_in(Client(), get_user_model().objects.create_user("ivan"), "corp", "https://corp.example")
     partner = signed_in(Client(), get_user_model().objects.create_user("judy"), "partner", "https://partner.example")
