@@ -193,7 +193,7 @@ class OAuthSessionAdmin(admin.ModelAdmin):
             _("Tokens (never shown)"),
             {
                 "fields": (
-                    "token_type",
+                    "token_binding",
                     "access_token_masked",
                     "access_expiry",
                     "id_token_masked",
@@ -257,6 +257,10 @@ class OAuthSessionAdmin(admin.ModelAdmin):
     @admin.display(description=_("state"))
     def state(self, obj: OAuthSession) -> str:
         return state_label(obj)
+
+    @admin.display(description=_("token type"))
+    def token_binding(self, obj: OAuthSession) -> str:
+        return obj.token_type  # "DPoP" (bound to the session's key, which is never shown) or "Bearer"
 
     @admin.display(description=_("provider"))
     def provider_name(self, obj: OAuthSession) -> str:

@@ -79,11 +79,7 @@ def _fresh_record(request: HttpRequest) -> OAuthSession:
 
 
 def _headers_for(record: OAuthSession, method: str, url: str, nonce: str | None) -> dict[str, str]:
-    if record.token_type == dpop.SCHEME:
-        if not record.dpop_key:
-            # A DPoP-bound token without its key (a stored key that cannot be read) is useless, and sending it as a
-            # Bearer token would be a downgrade (RFC 9449 §7.2): sign in again, for a new key.
-            raise ReauthenticationRequired(ReauthenticationRequired.SESSION_ENDED)
+    if record.dpop_key:
         return dpop.authorization_headers(record.dpop_key, record.access_token, method, url, nonce)
     return {"Authorization": f"Bearer {record.access_token}"}
 
@@ -121,7 +117,7 @@ class BearerAuth(requests.auth.AuthBase):
     def _authorize(self, r: requests.PreparedRequest, nonce: str | None = None) -> requests.PreparedRequest:
         record = _fresh_record(self.request)
         url = str(r.url)
-        if record.token_type == dpop.SCHEME and nonce is None:
+        if record.dpop_key and nonce is None:
             nonce = dpop.nonce_for(url)
         _set_headers(r.headers, _headers_for(record, str(r.method), url, nonce))
         return r
@@ -265,7 +261,7 @@ class AsyncBearerAuth(httpx.Auth):
     async def _authorize(self, request: httpx.Request, nonce: str | None = None) -> None:
         record = await _afresh_record(self.request)
         url = str(request.url)
-        nonce = nonce or (await dpop.anonce_for(url) if record.token_type == dpop.SCHEME else None)
+        nonce = nonce or (await dpop.anonce_for(url) if record.dpop_key else None)
         _set_headers(request.headers, _headers_for(record, request.method, url, nonce))
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:

@@ -10,6 +10,7 @@ once. Responses are checked here, so callers get either a `TokenResponse` or a t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +18,6 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 
 from oauth_client import client_auth, dpop, http
-
-# Re-exported: the methods this client supports, and the one it uses with a provider.
-from oauth_client.client_auth import SUPPORTED_AUTH_METHODS as SUPPORTED_AUTH_METHODS
-from oauth_client.client_auth import auth_method as auth_method
 from oauth_client.discovery import get_metadata
 from oauth_client.exceptions import (
     ConfigurationError,
@@ -150,30 +147,36 @@ def _post(
     idempotent: bool = True,
     dpop_key: str | None = None,
 ) -> http.Response:
-    """POST a form with client authentication (and a DPoP proof with `dpop_key`). A DPoP nonce challenge
-    (RFC 9449 §8) is answered once: the server refused before acting on the request, so sending it again, with a
-    new proof and a new client assertion, is safe even for a refresh token."""
+    """POST a form with client authentication (and a DPoP proof with `dpop_key`; a nonce challenge answered once)."""
     auth: requests.auth.AuthBase = client_auth.for_provider(provider, metadata)
     proof = dpop.DPoPProof(dpop.load_key(dpop_key)) if dpop_key else None
     if proof is not None:
         auth = client_auth.Both(auth, proof)
-    for answer_challenge in (True, False):
-        resp = http.request(
-            "POST",
-            endpoint,
-            data=form,
-            auth=auth,
-            headers={"Accept": "application/json"},
-            idempotent=idempotent,
-            what=what,
-        )
-        if proof is None:
-            return resp
-        nonce = dpop.remember_nonce(endpoint, resp.headers)
-        if not (answer_challenge and nonce and dpop.is_nonce_challenge(resp.status, resp.headers, _error_code(resp))):
-            return resp
-        proof.nonce = nonce  # the challenge's own nonce, whether or not the cache kept it
+    headers = {"Accept": "application/json"}
+    return _answering_nonce_challenge(
+        proof,
+        endpoint,
+        what,
+        lambda: http.request("POST", endpoint, data=form, auth=auth, headers=headers, idempotent=idempotent, what=what),
+    )
+
+
+def _answering_nonce_challenge(
+    proof: dpop.DPoPProof | None, url: str, what: str, send: Callable[[], http.Response]
+) -> http.Response:
+    """`send()`; with a DPoP proof, once more when the answer is a nonce challenge (RFC 9449 §8, §9): the server
+    refused before acting on the request, so sending it again is safe even for a refresh token. The retry uses the
+    challenge's own nonce (the cache, which keeps it for later requests, may be down); `send` prepares the request
+    anew, so the proof and any client assertion are new too."""
+    resp = send()
+    if proof is None:
+        return resp
+    nonce = dpop.remember_nonce(url, resp.headers)
+    if nonce and dpop.is_nonce_challenge(resp.status, resp.headers, _error_code(resp)):
         logger.info("%s asked for a DPoP nonce; sending the request again with it", what)
+        proof.nonce = nonce
+        resp = send()
+        dpop.remember_nonce(url, resp.headers)
     return resp
 
 
@@ -265,28 +268,24 @@ def push_authorization_request(provider: Provider, metadata: dict[str, Any], par
 
 
 @sensitive_variables()
-def userinfo(
-    provider: Provider, access_token: str, *, token_type: str = "Bearer", dpop_key: str | None = None
-) -> dict[str, Any]:
+def userinfo(provider: Provider, access_token: str, *, dpop_key: str | None = None) -> dict[str, Any]:
+    """The userinfo claims, with the access token as a Bearer token, or (with `dpop_key`, the key it is bound to) as
+    a DPoP one with its proof."""
     endpoint = get_metadata(provider).get("userinfo_endpoint")
     if not endpoint:
         return {}
-    bound = token_type == dpop.SCHEME and bool(dpop_key)
-    auth: requests.auth.AuthBase = _NO_AUTH
     headers = {"Accept": "application/json"}
-    if bound:
-        assert dpop_key is not None
-        auth = proof = dpop.DPoPProof(dpop.load_key(dpop_key), access_token)
+    proof = None
+    if dpop_key:
+        proof = dpop.DPoPProof(dpop.load_key(dpop_key), access_token)  # Authorization: DPoP, and the proof
     else:
         headers["Authorization"] = f"Bearer {access_token}"
-    for answer_challenge in (True, False):
-        resp = http.request("GET", endpoint, headers=headers, auth=auth, what="userinfo endpoint")
-        if not bound:
-            break
-        nonce = dpop.remember_nonce(endpoint, resp.headers)
-        if not (answer_challenge and nonce and dpop.is_nonce_challenge(resp.status, resp.headers)):
-            break
-        proof.nonce = nonce
+    resp = _answering_nonce_challenge(
+        proof,
+        endpoint,
+        "userinfo endpoint",
+        lambda: http.request("GET", endpoint, headers=headers, auth=proof, what="userinfo endpoint"),
+    )
     if resp.status != 200:
         raise InvalidResponse(f"userinfo endpoint answered HTTP {resp.status}")
     content_type = resp.headers.get("Content-Type", "")
@@ -297,11 +296,3 @@ def userinfo(
     if not isinstance(data, dict):
         raise InvalidResponse("userinfo response is not a JSON object")
     return data
-
-
-class _AddNothing(requests.auth.AuthBase):
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
-
-
-_NO_AUTH = _AddNothing()

@@ -392,13 +392,13 @@ def _offline_access(report: Report, metadata: dict[str, Any]) -> None:
 def _auth_method(report: Report, metadata: dict[str, Any]) -> None:
     advertised = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     try:
-        method = client.auth_method(report.provider, metadata)
+        method = client_auth.auth_method(report.provider, metadata)
     except ConfigurationError as exc:
         report.add(
             "auth_method",
             FAIL,
             str(exc),
-            f"The provider accepts {advertised}; this client supports {list(client.SUPPORTED_AUTH_METHODS)}.",
+            f"The provider accepts {advertised}; this client supports {list(client_auth.SUPPORTED_AUTH_METHODS)}.",
         )
         return
     if method in advertised:
@@ -494,7 +494,7 @@ def _high_security(report: Report, metadata: dict[str, Any]) -> None:
 
 def _has_credentials(provider: Provider, metadata: dict[str, Any]) -> bool:
     try:
-        return client.auth_method(provider, metadata) == "private_key_jwt" or bool(provider.CLIENT_SECRET)
+        return client_auth.auth_method(provider, metadata) == "private_key_jwt" or bool(provider.CLIENT_SECRET)
     except ConfigurationError:
         return False
 
@@ -506,7 +506,7 @@ def _client_credentials(report: Report, metadata: dict[str, Any]) -> None:
     issuer_ok = str(metadata.get("issuer", "")).rstrip("/") == provider.ISSUER.rstrip("/")
     if not (issuer_ok and provider.CLIENT_ID and _has_credentials(provider, metadata)):
         return
-    if client.auth_method(provider, metadata) == "private_key_jwt":
+    if client_auth.auth_method(provider, metadata) == "private_key_jwt":
         fix_credentials = (
             f"Check {env_name(provider, 'CLIENT_ID')}, and that the provider knows this client's public key: "
             "registered (`manage.py oidc_client_key --show` prints it) or fetched from https://<your site>/oauth/"
@@ -644,7 +644,7 @@ def _commands(report: Report, metadata: dict[str, Any]) -> None:
     if not isinstance(token_endpoint, str):
         return
     try:
-        method = client.auth_method(report.provider, metadata)
+        method = client_auth.auth_method(report.provider, metadata)
     except ConfigurationError:
         method = "client_secret_basic"
     chosen = report.provider.name if providers.several() else ""

@@ -105,10 +105,8 @@ class OAuthSession(models.Model):
     access_token = EncryptedTextField(blank=True)
     id_token = EncryptedTextField(blank=True)
     refresh_token = EncryptedTextField(blank=True)
-    # "Bearer", or "DPoP" when the access token is bound to `dpop_key` (RFC 9449): resource calls must then say
-    # `Authorization: DPoP` and carry a proof signed with the key.
-    token_type = models.CharField(_("token type"), max_length=10, default="Bearer")
-    # The session's DPoP key pair (private JWK, JSON), encrypted like the tokens; empty without DPoP.
+    # The session's DPoP key pair (private JWK, JSON), encrypted like the tokens; empty without DPoP. With a key, the
+    # access token is bound to it (a token answer that is not DPoP-bound is refused, at sign-in and at refresh).
     dpop_key = EncryptedTextField(blank=True)
     access_expires_at = models.DateTimeField(_("access token expires"))
     id_token_expires_at = models.DateTimeField(_("ID token expires"), null=True, blank=True)
@@ -163,6 +161,12 @@ class OAuthSession(models.Model):
         """The moment a refresh falls due: the one home of that rule (see `refresh_margin`)."""
         expires_at = self.expires_at
         return expires_at - refresh_margin(expires_at - self.tokens_issued_at)
+
+    @property
+    def token_type(self) -> str:
+        """ "DPoP" when the access token is bound to `dpop_key` (RFC 9449: resource calls say `Authorization: DPoP`
+        and carry a proof signed with the key), else "Bearer"."""
+        return "DPoP" if self.dpop_key else "Bearer"
 
     @property
     def has_refresh_token(self) -> bool:

@@ -457,7 +457,6 @@ class TokenStore:
     ) -> None:
         """Copy a token response (and its validated ID token claims) onto the record."""
         record.access_token = tokens.access_token
-        record.token_type = tokens.token_type
         id_exp = datetime.fromtimestamp(claims["exp"], tz=UTC) if claims else None
         # Without expires_in, fall back to the ID token's lifetime, then to a conservative five minutes.
         record.access_expires_at = _expiry(tokens.expires_in, now) or id_exp or now + timedelta(minutes=5)

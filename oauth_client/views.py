@@ -295,9 +295,8 @@ def pop_attempt(request: HttpRequest, state: str) -> dict[str, Any] | None:
 class CallbackView(ProviderMixin, View):
     """GET /oauth/callback/<provider>/?code=…&state=… → tokens, validated; user mapped and signed in."""
 
-    # The sign-in attempt's DPoP key (if any) and the type of the tokens it got, for fetch_userinfo and complete.
+    # The sign-in attempt's DPoP key (if any): the tokens it gets are bound to it (fetch_userinfo, complete).
     dpop_key = ""
-    token_type = "Bearer"
 
     def fail(
         self, request: HttpRequest, message: str, *, status: int = 400, code: str = "sign_in_failed"
@@ -356,7 +355,6 @@ class CallbackView(ProviderMixin, View):
             tokens = client.exchange_code(
                 self.provider, code, attempt["redirect_uri"], attempt["verifier"], dpop_key=self.dpop_key or None
             )
-            self.token_type = tokens.token_type
             if self.dpop_key and tokens.token_type != dpop.SCHEME:
                 self.discard(tokens)
                 raise InvalidResponse("the provider answered a Bearer token to a DPoP-bound code exchange")
@@ -409,9 +407,7 @@ class CallbackView(ProviderMixin, View):
         if not self.provider.FETCH_USERINFO:
             return {}
         try:
-            info = client.userinfo(
-                self.provider, access_token, token_type=self.token_type, dpop_key=self.dpop_key or None
-            )
+            info = client.userinfo(self.provider, access_token, dpop_key=self.dpop_key or None)
         except ProviderFailure as exc:
             if not exc.retryable:
                 raise
